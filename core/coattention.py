@@ -1,0 +1,175 @@
+"""Two-stream co-attention encoder (ViLBERT-style) that lets audio frames look at video frames.
+
+Audio (batch, audio_frame, audio_dim) and video (batch, video_frame, video_dim) are each
+projected to `d_model` with LayerNorm, and a sinusoidal encoding of every frame's time in
+seconds is added, so audio at ~59 frames/s and video at 25 or 30 frames/s line up without
+resampling either. Then `num_layers` pre-norm layers of: audio attends to video and video
+attends to audio (both from the layer's input states), then each stream's feed-forward.
+
+The audio stream's output goes back to the audio features through a zero-initialised
+projection as a residual, so at initialisation the encoder is the identity on the audio
+features. Missing video frames (`video_mask` False) are removed from every attention; a
+sample with no present frame at all gets exactly its input audio features back (never NaN).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def time_encoding(times_s: torch.Tensor, dim: int, min_period_s: float = 0.05,
+                  max_period_s: float = 100.0) -> torch.Tensor:
+    """Sinusoidal encoding of times in seconds, (..., ) -> (..., dim).
+
+    Periods are geometric between `min_period_s` (finer than the ~17 ms audio frame step
+    needs only a fraction of a turn) and `max_period_s` (far longer than any chunk).
+    """
+    if dim % 2:
+        raise ValueError(f"core/coattention.py: time encoding size must be even, got {dim}")
+    periods = torch.logspace(math.log10(min_period_s), math.log10(max_period_s), dim // 2,
+                             dtype=torch.float64, device=times_s.device)
+    omega = (2 * math.pi / periods).to(torch.float32)
+    angles = times_s.to(torch.float32).unsqueeze(-1) * omega
+    return torch.cat([angles.sin(), angles.cos()], dim=-1)
+
+
+class CrossAttention(nn.Module):
+    """Multi-head attention of queries (B, Q, D) over a context (B, K, D) via SDPA."""
+
+    def __init__(self, d_model: int, num_heads: int, dropout: float = 0.0):
+        super().__init__()
+        self.num_heads = num_heads
+        self.dropout = dropout
+        self.query = nn.Linear(d_model, d_model)
+        self.key_value = nn.Linear(d_model, 2 * d_model)
+        self.out = nn.Linear(d_model, d_model)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor,
+                attn_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """x (B, Q, D), context (B, K, D), attn_mask broadcastable to (B, heads, Q, K)
+        (bool: True = attend; float: added to the logits) -> (B, Q, D)."""
+        batch, num_queries, d_model = x.shape
+        heads, head_dim = self.num_heads, d_model // self.num_heads
+        q = self.query(x).view(batch, num_queries, heads, head_dim).transpose(1, 2)
+        kv = self.key_value(context).view(batch, context.shape[1], 2, heads, head_dim)
+        k, v = kv.permute(2, 0, 3, 1, 4).unbind(0)
+        y = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0)
+        return self.out(y.transpose(1, 2).reshape(batch, num_queries, d_model))
+
+
+class FeedForward(nn.Sequential):
+    """Linear(D, ff_mult * D) > GELU > Dropout > Linear(ff_mult * D, D)."""
+
+    def __init__(self, d_model: int, ff_mult: int = 4, dropout: float = 0.0):
+        super().__init__(nn.Linear(d_model, ff_mult * d_model), nn.GELU(), nn.Dropout(dropout),
+                         nn.Linear(ff_mult * d_model, d_model))
+
+
+class CoAttentionLayer(nn.Module):
+    """One pre-norm two-stream layer: cross-attention both ways, then feed-forward each."""
+
+    def __init__(self, d_model: int, num_heads: int, dropout: float = 0.1, ff_mult: int = 4):
+        super().__init__()
+        self.norm_audio = nn.LayerNorm(d_model)
+        self.norm_video = nn.LayerNorm(d_model)
+        self.audio_to_video = CrossAttention(d_model, num_heads, dropout)
+        self.video_to_audio = CrossAttention(d_model, num_heads, dropout)
+        self.norm_audio_ff = nn.LayerNorm(d_model)
+        self.norm_video_ff = nn.LayerNorm(d_model)
+        self.ff_audio = FeedForward(d_model, ff_mult, dropout)
+        self.ff_video = FeedForward(d_model, ff_mult, dropout)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, audio: torch.Tensor, video: torch.Tensor, audio_mask: torch.Tensor,
+                video_mask: torch.Tensor):
+        """audio (B, F, D), video (B, Tv, D); audio_mask (attention of audio over video)
+        broadcastable to (B, h, F, Tv), video_mask (video over audio) to (B, h, Tv, F)."""
+        a, v = self.norm_audio(audio), self.norm_video(video)
+        audio = audio + self.drop(self.audio_to_video(a, v, audio_mask))
+        video = video + self.drop(self.video_to_audio(v, a, video_mask))
+        audio = audio + self.drop(self.ff_audio(self.norm_audio_ff(audio)))
+        video = video + self.drop(self.ff_video(self.norm_video_ff(video)))
+        return audio, video
+
+
+class CoAttentionEncoder(nn.Module):
+    """Audio features (B, F, audio_dim) + video (B, Tv, video_dim) -> audio features (B, F,
+    audio_dim), equal to the input at initialisation and for samples without any video.
+
+    Args:
+        audio_dim, video_dim: feature sizes of the two input streams.
+        d_model: width of both streams inside the encoder.
+        num_layers, num_heads, dropout, ff_mult: transformer sizes.
+        locality_tau_s: if set (seconds), adds -|t_audio - t_video| / tau to every attention
+            logit, so a frame prefers frames near its own time. None = off.
+    """
+
+    def __init__(self, audio_dim: int, video_dim: int, d_model: int = 256, num_layers: int = 2,
+                 num_heads: int = 4, dropout: float = 0.1, locality_tau_s: Optional[float] = None,
+                 ff_mult: int = 4):
+        super().__init__()
+        if d_model % num_heads or d_model % 2:
+            raise ValueError(f"core/coattention.py: d_model={d_model} must be even and a "
+                             f"multiple of num_heads={num_heads}")
+        if locality_tau_s is not None and locality_tau_s <= 0:
+            raise ValueError(f"core/coattention.py: locality_tau_s must be > 0 seconds or None, "
+                             f"got {locality_tau_s}")
+        self.d_model = d_model
+        self.locality_tau_s = locality_tau_s
+        self.audio_in = nn.Sequential(nn.Linear(audio_dim, d_model), nn.LayerNorm(d_model))
+        self.video_in = nn.Sequential(nn.Linear(video_dim, d_model), nn.LayerNorm(d_model))
+        self.layers = nn.ModuleList(
+            CoAttentionLayer(d_model, num_heads, dropout, ff_mult) for _ in range(num_layers))
+        self.norm_out = nn.LayerNorm(d_model)
+        self.audio_out = nn.Linear(d_model, audio_dim)
+        nn.init.zeros_(self.audio_out.weight)
+        nn.init.zeros_(self.audio_out.bias)
+
+    def attention_masks(self, audio_times_s: torch.Tensor, video_times_s: torch.Tensor,
+                        key_mask: torch.Tensor):
+        """Masks for audio-over-video (B, 1, F, Tv) and video-over-audio (1, 1, Tv, F) or None.
+
+        key_mask (B, Tv) bool has at least one True per sample, so no softmax row is empty.
+        """
+        if self.locality_tau_s is None:
+            return key_mask[:, None, None, :], None
+        distance = (audio_times_s[:, None] - video_times_s[None, :]).abs()
+        bias = -distance / self.locality_tau_s  # (F, Tv)
+        audio_mask = bias.masked_fill(~key_mask[:, None, :], float("-inf"))[:, None]
+        return audio_mask, bias.t()[None, None]
+
+    def forward(self, audio: torch.Tensor, video: Optional[torch.Tensor],
+                audio_times_s: torch.Tensor, video_times_s: torch.Tensor,
+                video_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """audio (B, F, audio_dim); video (B, Tv, video_dim) or None (no video at all);
+        audio_times_s (F,) and video_times_s (Tv,) in seconds; video_mask (B, Tv) bool,
+        True = frame present (None = all present). Returns (B, F, audio_dim)."""
+        if video is None:
+            return audio
+        batch, num_video = video.shape[:2]
+        if video_mask is None:
+            video_mask = torch.ones(batch, num_video, dtype=torch.bool, device=video.device)
+        has_video = video_mask.any(dim=1)  # (B,)
+        if not bool(has_video.any()):
+            return audio
+        # masked frames are zeroed (their values, even NaN, must not reach anything) and
+        # samples without any frame attend to all of their zeros; their output is discarded
+        video = video.masked_fill(~video_mask[..., None], 0.0)
+        key_mask = video_mask | ~has_video[:, None]
+        audio_times_s = audio_times_s.to(audio.device, torch.float32)
+        video_times_s = video_times_s.to(audio.device, torch.float32)
+        audio_mask, video_over_audio = self.attention_masks(audio_times_s, video_times_s,
+                                                            key_mask)
+        a = self.audio_in(audio) + time_encoding(audio_times_s, self.d_model)
+        v = self.video_in(video) + time_encoding(video_times_s, self.d_model)
+        for layer in self.layers:
+            a, v = layer(a, v, audio_mask, video_over_audio)
+        delta = self.audio_out(self.norm_out(a))
+        delta = torch.where(has_video[:, None, None], delta, torch.zeros_like(delta))
+        return audio + delta
