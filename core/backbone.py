@@ -79,7 +79,8 @@ class PyanNet(nn.Module):
                             bidirectional=hp["bidirectional"], dropout=hp["dropout"],
                             batch_first=True)
         lstm_out = hp["hidden_size"] * (2 if hp["bidirectional"] else 1)
-        sizes = [lstm_out] + [self.linear_hparams["hidden_size"]] * self.linear_hparams["num_layers"]
+        linear_hp = self.linear_hparams
+        sizes = [lstm_out] + [linear_hp["hidden_size"]] * linear_hp["num_layers"]
         self.linear = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
         self.classifier = nn.Linear(sizes[-1], self.num_classes)
         self.lstm_output_size = lstm_out

@@ -54,8 +54,12 @@ def resolve_checkpoint(checkpoint: str, revision: Optional[str] = None,
 def _download(checkpoint: str, revision: Optional[str], token: Optional[str],
               filenames: Sequence[str]) -> str:
     import huggingface_hub
-    from huggingface_hub.utils import (EntryNotFoundError, GatedRepoError,
-                                       LocalEntryNotFoundError, RepositoryNotFoundError)
+    from huggingface_hub.utils import (
+        EntryNotFoundError,
+        GatedRepoError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+    )
 
     repo_id, revision = split_revision(checkpoint, revision)
     token = token or os.environ.get("HF_TOKEN") or None

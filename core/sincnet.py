@@ -147,7 +147,8 @@ class SincNet(nn.Module):
     def __init__(self, sample_rate: int = SAMPLE_RATE, stride: int = 10):
         super().__init__()
         if sample_rate != SAMPLE_RATE:
-            raise ValueError(f"SincNet expects {SAMPLE_RATE} Hz audio, got sample_rate={sample_rate}")
+            raise ValueError(
+                f"SincNet expects {SAMPLE_RATE} Hz audio, got sample_rate={sample_rate}")
         self.sample_rate = sample_rate
         self.stride = stride
         self.wav_norm1d = nn.InstanceNorm1d(1, affine=True)
