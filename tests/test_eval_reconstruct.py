@@ -1,0 +1,116 @@
+"""Reconstruction and oracle clustering on window activations built from known turns."""
+
+import numpy as np
+import pytest
+from pyannote.core import Annotation, Segment, Timeline
+
+from eval.clustering import discretize, oracle_clusters
+from eval.counting import aggregate, speaker_count, start_frames
+from eval.inference import WindowOutput, window_starts
+from eval.pipeline import ClusteringOptions, diarize
+from eval.reconstruct import binary_to_annotation, reconstruct, top_count
+from eval.scoring import score
+
+STEP = 270 / 16000
+CENTER0 = 495 / 16000
+FRAMES = 589  # per 10 s window
+
+
+def _grid(i):
+    """A time on the frame-boundary grid (so frames represent turns exactly)."""
+    return CENTER0 + (i - 0.5) * STEP
+
+
+def _reference(uri="f"):
+    turns = [(100, 700, "alice"), (650, 900, "bob"), (1000, 1400, "carol"),
+             (1300, 1500, "alice"), (1600, 1700, "bob")]
+    annotation = Annotation(uri=uri)
+    for first, last, label in turns:
+        annotation[Segment(_grid(first), _grid(last))] = label
+    return annotation
+
+
+def _windows_from(reference, duration_s=30.0, seed=0):
+    """Local activations per window: the reference cropped, local order shuffled."""
+    rng = np.random.default_rng(seed)
+    starts = window_starts(int(duration_s * 16000), 160000, 16000) / 16000
+    first = start_frames(starts, STEP)
+    labels = sorted(reference.labels())
+    total = int(first.max()) + FRAMES
+    ref = discretize(reference, labels, total, CENTER0, STEP)
+    activations = np.zeros((len(starts), FRAMES, 3), dtype=np.float32)
+    truth = np.full((len(starts), 3), -2)
+    for w, f in enumerate(first):
+        local = rng.permutation(3)
+        for r in range(len(labels)):
+            activations[w, :, local[r]] = ref[f:f + FRAMES, r]
+            if ref[f:f + FRAMES, r].any():
+                truth[w, local[r]] = r
+    windows = WindowOutput(activations=activations, probabilities=activations,
+                           chunk_starts_s=starts, window_s=10.0, center0_s=CENTER0,
+                           frame_step_s=STEP, duration_s=duration_s)
+    return windows, truth, labels
+
+
+def _turns(annotation):
+    return sorted((round(s.start, 6), round(s.end, 6), label)
+                  for s, _, label in annotation.itertracks(yield_label=True))
+
+
+def test_aggregate_averages_overlapping_windows():
+    values = np.array([[[1.0], [1.0], [np.nan]], [[3.0], [3.0], [3.0]]])
+    out = aggregate(values, np.array([0, 1]))
+    np.testing.assert_allclose(out[:, 0], [1.0, 2.0, 3.0, 3.0])
+    summed = aggregate(values, np.array([0, 1]), skip_average=True, num_frames=5)
+    np.testing.assert_allclose(summed[:, 0], [1.0, 4.0, 3.0, 3.0, 0.0])
+
+
+def test_top_count_keeps_best_speakers():
+    scores = np.array([[0.1, 0.9, 0.5], [0.1, 0.9, 0.5], [0.0, 0.0, 0.0]])
+    binary = top_count(scores, np.array([1, 2, 0]))
+    np.testing.assert_array_equal(binary, [[0, 1, 0], [0, 1, 1], [0, 0, 0]])
+
+
+def test_reconstruction_returns_constructed_turns():
+    reference = _reference()
+    windows, truth, labels = _windows_from(reference)
+    count = speaker_count(windows.activations, windows.first_frames,
+                          num_frames=windows.num_frames)
+    binary = reconstruct(windows.activations, truth, count, windows.first_frames)
+    hypothesis = binary_to_annotation(binary, CENTER0, STEP, labels=labels,
+                                      extent=Segment(0, 30))
+    assert _turns(hypothesis) == _turns(reference)
+
+
+def test_min_duration_off_fills_short_gaps():
+    binary = np.zeros((100, 1), dtype=np.int8)
+    binary[10:20] = binary[22:40] = 1
+    merged = binary_to_annotation(binary, CENTER0, STEP, min_duration_off=0.1)
+    assert len(list(merged.itertracks())) == 1
+    kept = binary_to_annotation(binary, CENTER0, STEP, min_duration_off=0.0)
+    assert len(list(kept.itertracks())) == 2
+
+
+def test_oracle_clustering_recovers_mapping_and_scores_zero():
+    reference = _reference()
+    windows, truth, labels = _windows_from(reference, seed=3)
+    ref_frames = discretize(reference, labels, windows.num_frames, CENTER0, STEP)
+    hard = oracle_clusters(windows.activations, ref_frames, windows.first_frames)
+    np.testing.assert_array_equal(hard, truth)
+    hypothesis = diarize(windows, uri="f", reference=reference)
+    uem = {"f": Timeline([Segment(0, 30)], uri="f")}
+    table = score({"f": reference}, {"f": hypothesis}, uem)
+    assert table.total.total_s > 10
+    assert table.total.der == pytest.approx(0.0, abs=1e-9)
+
+
+def test_oracle_on_wrong_activations_is_not_zero():
+    reference = _reference()
+    windows, _, _ = _windows_from(reference)
+    windows.activations[:, :, :] = 0.0
+    windows.activations[:, 100:300, 0] = 1.0
+    hypothesis = diarize(windows, uri="f", reference=reference,
+                         options=ClusteringOptions())
+    table = score({"f": reference}, {"f": hypothesis},
+                  {"f": Timeline([Segment(0, 30)], uri="f")})
+    assert table.total.der > 10.0
