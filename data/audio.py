@@ -1,0 +1,121 @@
+"""Reading audio chunks by seeking: mono, 16 kHz, zero-padded past either end of the file.
+
+    read_audio(record) -> (1, S) float32 tensor of the whole file at 16 kHz
+    read_audio(record, start_s, duration_s) -> (1, round(duration_s * 16000)) float32
+    read_audio_into(out (S,) float32 numpy, record, start_s)   # no allocation, for batches
+
+Only the requested samples are decoded (soundfile seek). Several channels are averaged
+(a DataWarning says so once per process); a file that is not at 16 kHz is read at its
+own rate and resampled with torchaudio (a DataWarning once per file and process).
+Open files are kept in a small per-process LRU (at most MAX_OPEN_FILES), reset after a
+fork, so that memory does not grow with the size of the database.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections import OrderedDict
+from typing import Optional
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from data.index import DataError, DataWarning, FileRecord
+
+SAMPLE_RATE = 16000
+MAX_OPEN_FILES = 32
+
+_open: "OrderedDict[str, sf.SoundFile]" = OrderedDict()
+_owner_pid = os.getpid()
+_warned: set = set()
+
+
+def _warn_once(key: str, message: str) -> None:
+    if key not in _warned:
+        _warned.add(key)
+        warnings.warn(message, DataWarning, stacklevel=3)
+
+
+def _handle(path: str) -> sf.SoundFile:
+    """An open SoundFile for `path` from this process's LRU."""
+    global _owner_pid
+    if os.getpid() != _owner_pid:  # forked: never share file positions with the parent
+        _open.clear()
+        _owner_pid = os.getpid()
+    handle = _open.get(path)
+    if handle is None:
+        try:
+            handle = sf.SoundFile(path)
+        except Exception as error:
+            raise DataError(f"cannot open audio file {path}: {error}") from error
+        _open[path] = handle
+        if len(_open) > MAX_OPEN_FILES:
+            _open.popitem(last=False)[1].close()
+    else:
+        _open.move_to_end(path)
+    return handle
+
+
+def _read_native(record: FileRecord, first: int, count: int) -> np.ndarray:
+    """Samples [first, first + count) at the file's own rate, (count, channels) float32."""
+    out = np.zeros((count, max(record.channels, 1)), dtype=np.float32)
+    lo, hi = max(first, 0), min(first + count, record.num_samples)
+    if hi > lo:
+        handle = _handle(record.audio)
+        handle.seek(lo)
+        handle.read(hi - lo, dtype="float32", always_2d=True, out=out[lo - first:hi - first])
+    return out
+
+
+def read_audio_into(out: np.ndarray, record: FileRecord, start_s: float) -> None:
+    """Fill `out` (S,) float32 with S samples at 16 kHz from `start_s` seconds on."""
+    num_samples = out.shape[0]
+    if record.num_samples == 0:
+        out[:] = 0.0
+        return
+    if record.channels > 1:
+        _warn_once("channels", f"{record.uri}: {record.channels} channels; averaging channels "
+                   "to mono (said once for all files)")
+    rate = record.sample_rate
+    if rate == SAMPLE_RATE:
+        first = int(round(start_s * SAMPLE_RATE))
+        if record.channels == 1:
+            lo, hi = max(first, 0), min(first + num_samples, record.num_samples)
+            out[:] = 0.0
+            if hi > lo:
+                handle = _handle(record.audio)
+                handle.seek(lo)
+                handle.read(hi - lo, dtype="float32", out=out[lo - first:hi - first])
+            return
+        out[:] = _read_native(record, first, num_samples).mean(axis=1)
+        return
+    _warn_once(f"rate:{record.audio}", f"{record.uri}: {record.audio} is at {rate} Hz; "
+               f"resampling to {SAMPLE_RATE} Hz on the fly")
+    margin = 64  # native samples of context on each side for the resampling filter
+    first = int(np.floor(start_s * rate)) - margin
+    count = int(np.ceil(num_samples * rate / SAMPLE_RATE)) + 2 * margin
+    native = torch.from_numpy(_read_native(record, first, count).mean(axis=1))
+    resampled = _resample(native, rate)
+    offset = int(round((start_s - first / rate) * SAMPLE_RATE))
+    piece = resampled[offset:offset + num_samples].numpy()
+    out[:] = 0.0
+    out[:len(piece)] = piece
+
+
+def _resample(waveform: torch.Tensor, rate: int) -> torch.Tensor:
+    import torchaudio.functional as AF
+
+    return AF.resample(waveform, rate, SAMPLE_RATE)
+
+
+def read_audio(record: FileRecord, start_s: Optional[float] = None,
+               duration_s: Optional[float] = None) -> torch.Tensor:
+    """(1, S) float32 at 16 kHz: the whole file, or `duration_s` seconds from `start_s`."""
+    start_s = 0.0 if start_s is None else float(start_s)
+    if duration_s is None:
+        duration_s = max(record.duration_s - start_s, 0.0)
+    out = np.zeros(int(round(duration_s * SAMPLE_RATE)), dtype=np.float32)
+    read_audio_into(out, record, start_s)
+    return torch.from_numpy(out).unsqueeze(0)

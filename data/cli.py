@@ -1,0 +1,40 @@
+"""`python run.py synth --out DIR [--files N --minutes M --esize E --seed S]`.
+
+Writes the synthetic audio-visual database (see data/synthetic.py) and prints how to use
+it: --database DIR/database.yml --protocol Synthetic.SpeakerDiarization.AV
+--video-dir DIR/video.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from data.synthetic import PROTOCOL, generate_database
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--files", type=int, default=6, help="files per split (default 6)")
+    parser.add_argument("--minutes", type=float, default=4.0,
+                        help="minutes of train audio, shared by its files (default 4)")
+    parser.add_argument("--eval-minutes", type=float, default=None,
+                        help="minutes of development and of test audio (default: --minutes)")
+    parser.add_argument("--esize", type=int, default=128,
+                        help="video embedding size, at least 8 (default 128)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+
+
+def main(args: argparse.Namespace) -> int:
+    started = time.perf_counter()
+    try:
+        yml = generate_database(args.out, files=args.files, minutes=args.minutes,
+                                eval_minutes=args.eval_minutes, esize=args.esize,
+                                seed=args.seed, progress=True)
+    except ValueError as error:
+        print(f"run.py synth: {error}")
+        return 2
+    print(f"wrote {yml} in {time.perf_counter() - started:.1f} s; use it with\n"
+          f"  --database {yml} --protocol {PROTOCOL} --video-dir {yml.parent / 'video'} "
+          f"--esize {args.esize}")
+    return 0

@@ -1,0 +1,310 @@
+"""The synthetic audio-visual database: conversations whose speakers only video tells apart.
+
+`generate_database(out_dir, ...)` writes, for splits train / development / test:
+
+    audio/{uri}.wav           16 kHz mono PCM-16
+    video/{uri}.npy           (round(duration * 25), esize) float16, NaN rows = missing frames
+    lists/{split}.lst         one uri per line
+    rttm/{split}.rttm         speech turns
+    uem/{split}.uem           annotated regions
+    database.yml              protocol Synthetic.SpeakerDiarization.AV (paths relative to it)
+    synthetic.json            the generation settings (esize, fps, seed, sizes)
+
+Generative model (everything drawn from `numpy.random.default_rng` streams seeded by a
+stable hash of (seed, split, file index), so the output depends on the seed only):
+
+Speakers. Every split has its own pool of speakers (no speaker is shared across splits):
+`pairs` look-alike pairs and `singles` other speakers. A speaker has a voice
+(`data.voice.Voice`: pitch, formants, rate, brightness, loudness) and a face-identity
+vector (unit norm). The two members of a look-alike pair have voices within 1 % of each
+other in every parameter, so audio alone can hardly tell them apart, but independent
+faces.
+
+Conversations. A file has 2 to 5 speakers (probabilities .35/.35/.2/.1), built pair
+first: a 2-speaker file is a look-alike pair 80 % of the time, a 3-speaker file holds one
+pair, a 4- or 5-speaker file two pairs. Turns follow each other with pauses (.05 to .8 s,
+sometimes 1 to 3 s) or overlap the previous turn (25 %, .2 to 1 s; never more than two
+speakers at once). The next speaker is the current speaker's look-alike partner 45 % of
+the time, so that both members of a pair talk within the same 10 s chunk most of the
+time: that is where audio-only segmentation confuses them and video helps. Turns last
+.4 to 6 s (gamma, mean about 2.4 s). Background noise (low-passed white noise) at an SNR
+of 15 to 30 dB. The UEM covers the whole file, except in the middle file of each split,
+where a 20 % gap in the middle is left unannotated.
+
+Video (25 fps, `esize` dims). A frame holds up to `SLOTS` = 4 face slots of width
+w = esize // 4 (the remaining dims carry only noise). A slot is
+`[face_identity (w - 1 dims) * (0.5 + mouth), mouth]` for the visible speaker
+occupying it, zeros when empty; Gaussian noise (std 0.05) is added everywhere. `mouth` in
+[0, 1] follows the speaker's own speech energy per 40 ms frame (log-compressed, smoothed
+over 3 frames, shifted by a per-speaker lag of -1 to 2 frames) plus small random mouth
+movement in silence. Speakers go off screen (visible about 80 % of the time, in
+stretches of seconds); a speaker coming on screen takes the first free slot, so a slot is
+a face track, not an identity. A frame where no speaker is visible, and 3 % of frames in
+short random bursts, are missing (NaN rows). So an attention model can read who is
+talking from the mouth channels and whose face it is from the identity part, even when
+two voices sound the same.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import soundfile as sf
+
+from data.voice import SAMPLE_RATE, Voice, random_voice, synthesize
+
+VIDEO_FPS = 25.0
+SLOTS = 4
+SPLITS = ("train", "development", "test")
+PROTOCOL = "Synthetic.SpeakerDiarization.AV"
+_PREFIX = {"train": "tr", "development": "dv", "test": "ts"}
+
+
+@dataclass(frozen=True)
+class Speaker:
+    """A synthetic speaker: label, voice, face identity (w-1,) float32, look-alike partner."""
+
+    label: str
+    voice: Voice
+    face: np.ndarray
+    partner: Optional[str]
+
+
+def stable_rng(*parts) -> np.random.Generator:
+    """A numpy Generator seeded by a stable hash of `parts` (same on every machine/run)."""
+    digest = hashlib.blake2b(repr(parts).encode("utf-8"), digest_size=8).digest()
+    return np.random.default_rng(int.from_bytes(digest, "little"))
+
+
+def make_speakers(rng: np.random.Generator, prefix: str, face_dims: int, pairs: int = 4,
+                  singles: int = 4) -> List[Speaker]:
+    """`pairs` look-alike pairs then `singles` speakers, labelled f"{prefix}_spk{i:02d}"."""
+    speakers: List[Speaker] = []
+
+    def face() -> np.ndarray:
+        vector = rng.normal(size=face_dims)
+        return (vector / np.linalg.norm(vector)).astype(np.float32)
+
+    for p in range(pairs):
+        voice = random_voice(rng)
+        a, b = f"{prefix}_spk{2 * p:02d}", f"{prefix}_spk{2 * p + 1:02d}"
+        speakers.append(Speaker(a, voice, face(), b))
+        speakers.append(Speaker(b, voice.look_alike(rng), face(), a))
+    for s in range(singles):
+        speakers.append(Speaker(f"{prefix}_spk{2 * pairs + s:02d}", random_voice(rng), face(),
+                                None))
+    return speakers
+
+
+def pick_speakers(rng: np.random.Generator, speakers: Sequence[Speaker]) -> List[Speaker]:
+    """2 to 5 speakers for one file, look-alike pairs first (see the module docstring)."""
+    count = int(rng.choice([2, 3, 4, 5], p=[0.35, 0.35, 0.2, 0.1]))
+    paired = [s for s in speakers if s.partner is not None]
+    singles = [s for s in speakers if s.partner is None]
+    num_pairs = {2: int(rng.random() < 0.8), 3: 1, 4: 2, 5: 2}[count]
+    num_pairs = min(num_pairs, len(paired) // 2)
+    chosen: List[Speaker] = []
+    for p in rng.permutation(len(paired) // 2)[:num_pairs]:
+        chosen += [paired[2 * p], paired[2 * p + 1]]
+    others = [s for s in list(singles) + paired if s not in chosen]
+    for k in rng.permutation(len(others))[: count - len(chosen)]:
+        chosen.append(others[k])
+    return chosen
+
+
+def make_turns(rng: np.random.Generator, speakers: Sequence[Speaker],
+               duration_s: float) -> List[Tuple[float, float, int]]:
+    """Turns (start_s, end_s, speaker position) over `duration_s`; at most 2 at once."""
+    weights = rng.dirichlet(np.full(len(speakers), 2.0))
+    labels = [s.label for s in speakers]
+    turns: List[Tuple[float, float, int]] = []
+    current = int(rng.choice(len(speakers), p=weights))
+    t = rng.uniform(0.2, 1.0)
+    while t < duration_s - 0.6:
+        length = float(np.clip(rng.gamma(2.0, 1.0) + 0.4, 0.4, 6.0))
+        end = min(t + length, duration_s - 0.1)
+        turns.append((t, end, current))
+        partner = speakers[current].partner
+        if partner in labels and rng.random() < 0.45:
+            nxt = labels.index(partner)
+        else:
+            p = weights.copy()
+            p[current] = 0.0
+            nxt = int(rng.choice(len(speakers), p=p / p.sum()))
+        r = rng.random()
+        if r < 0.25:
+            gap = -rng.uniform(0.2, max(0.25, min(1.0, 0.5 * (end - t))))
+        elif r < 0.35:
+            gap = rng.uniform(1.0, 3.0)
+        else:
+            gap = rng.uniform(0.05, 0.8)
+        t = end + gap
+        if len(turns) >= 2:  # never three speakers at once
+            t = max(t, turns[-2][1] + 0.05)
+        t = max(t, turns[-1][0] + 0.3)
+        current = nxt
+    return turns
+
+
+def _mouth(track: np.ndarray, num_frames: int, lag: int, rng: np.random.Generator) -> np.ndarray:
+    """Mouth activity in [0, 1] per video frame from one speaker's own signal (samples,)."""
+    hop = int(SAMPLE_RATE / VIDEO_FPS)
+    padded = np.zeros(num_frames * hop, dtype=np.float32)
+    n = min(len(track), len(padded))
+    padded[:n] = track[:n]
+    rms = np.sqrt(np.mean(padded.reshape(num_frames, hop) ** 2, axis=1))
+    level = np.clip(np.log1p(rms / 0.005) / np.log1p(0.1 / 0.005), 0.0, 1.0)
+    level = np.convolve(level, np.ones(3) / 3.0, mode="same")
+    level = np.roll(level, lag)
+    fidget = np.clip(np.convolve(rng.normal(0, 0.08, num_frames), np.ones(5) / 5, "same"), 0, 1)
+    return np.clip(level + fidget, 0.0, 1.0).astype(np.float32)
+
+
+def _visibility(rng: np.random.Generator, num_frames: int) -> np.ndarray:
+    """(num_frames,) bool: on screen about 80 % of the time, in stretches of seconds."""
+    visible = np.zeros(num_frames, dtype=bool)
+    t, on = 0, rng.random() < 0.8
+    while t < num_frames:
+        mean_s = 8.0 if on else 2.0
+        length = max(int(rng.exponential(mean_s) * VIDEO_FPS), 5)
+        visible[t:t + length] = on
+        t += length
+        on = not on
+    return visible
+
+
+def make_video(rng: np.random.Generator, speakers: Sequence[Speaker], tracks: np.ndarray,
+               esize: int, num_frames: int) -> np.ndarray:
+    """(num_frames, esize) float32 embeddings, NaN rows where the frame is missing."""
+    width = esize // SLOTS
+    video = np.zeros((num_frames, esize), dtype=np.float32)
+    visible = np.stack([_visibility(rng, num_frames) for _ in speakers])  # (N, T)
+    slots = np.full(visible.shape, -1, dtype=np.int64)  # (N, T) slot of each face, -1 = none
+    current = [-1] * len(speakers)
+    for j in range(num_frames):  # a face keeps its slot while visible; newcomers take a free one
+        for s in range(len(speakers)):
+            if not visible[s, j]:
+                current[s] = -1
+            elif current[s] < 0:
+                free = [k for k in range(SLOTS) if k not in current]
+                current[s] = free[0] if free else -1
+                visible[s, j] = bool(free)
+            slots[s, j] = current[s]
+    for s, speaker in enumerate(speakers):
+        mouth = _mouth(tracks[s], num_frames, int(rng.integers(-1, 3)), rng)
+        for k in range(SLOTS):
+            rows = slots[s] == k
+            lo = k * width
+            video[rows, lo:lo + width - 1] = speaker.face[None, :] * (0.5 + mouth[rows])[:, None]
+            video[rows, lo + width - 1] = mouth[rows]
+    video += rng.normal(0.0, 0.05, size=video.shape).astype(np.float32)
+    missing = ~visible.any(axis=0)
+    for _ in range(int(0.03 * num_frames / 5)):  # short random dropout bursts
+        start = int(rng.integers(0, max(num_frames - 5, 1)))
+        missing[start:start + int(rng.integers(2, 9))] = True
+    video[missing] = np.nan
+    return video
+
+
+def make_file(seed: int, split: str, index: int, uri: str, speakers: Sequence[Speaker],
+              duration_s: float, esize: int) -> Dict:
+    """Everything of one file: waveform (samples,), video (frames, esize), turns, labels."""
+    rng = stable_rng(seed, split, index)
+    chosen = pick_speakers(rng, speakers)
+    turns = make_turns(rng, chosen, duration_s)
+    num_samples = int(round(duration_s * SAMPLE_RATE))
+    tracks = np.zeros((len(chosen), num_samples), dtype=np.float32)
+    for start, end, s in turns:
+        lo = int(round(start * SAMPLE_RATE))
+        audio = synthesize(chosen[s].voice, end - start, rng)[: num_samples - lo]
+        tracks[s, lo:lo + len(audio)] += audio
+    mix = tracks.sum(axis=0)
+    speech_rms = float(np.sqrt(np.mean(mix[np.abs(mix) > 0] ** 2))) if np.any(mix) else 0.05
+    noise = rng.normal(0.0, 1.0, size=num_samples)
+    noise = np.convolve(noise, np.ones(4) / 2.0, mode="same")
+    noise *= speech_rms * 10 ** (-rng.uniform(15.0, 30.0) / 20.0) / (noise.std() + 1e-8)
+    mix = np.clip(mix + noise.astype(np.float32), -1.0, 1.0)
+    num_frames = int(round(duration_s * VIDEO_FPS))
+    video = make_video(rng, chosen, tracks, esize, num_frames)
+    return {"uri": uri, "waveform": mix, "video": video,
+            "turns": [(s, e, chosen[k].label) for s, e, k in turns]}
+
+
+def _yaml(protocol_name: str, splits: Sequence[str]) -> str:
+    database, task, name = protocol_name.split(".")
+    lines = ["Databases:", f"  {database}: audio/{{uri}}.wav", "", "Protocols:",
+             f"  {database}:", f"    {task}:", f"      {name}:", "        scope: database"]
+    for split in splits:
+        lines += [f"        {split}:", f"          uri: lists/{split}.lst",
+                  f"          annotation: rttm/{split}.rttm",
+                  f"          annotated: uem/{split}.uem"]
+    return "\n".join(lines) + "\n"
+
+
+def generate_database(out_dir, *, files: int = 6, minutes: float = 4.0,
+                      eval_minutes: Optional[float] = None, esize: int = 128, seed: int = 0,
+                      uri_format: str = "{prefix}{index:03d}", pairs: int = 4,
+                      singles: int = 4, progress: bool = False) -> Path:
+    """Write the synthetic database into `out_dir`; return the path of its database.yml.
+
+    files: files per split; minutes: minutes of audio in the train split (shared equally by
+    its files); eval_minutes: the same for development and test (default: `minutes`);
+    esize: video embedding size (>= 8); uri_format: formatted with prefix ("tr", "dv",
+    "ts"), split and index (non-ASCII allowed).
+    """
+    if esize < 2 * SLOTS:
+        raise ValueError(f"synthetic video needs --esize >= {2 * SLOTS}, got {esize}")
+    if files < 1 or minutes <= 0:
+        raise ValueError(f"need --files >= 1 and --minutes > 0, got {files} and {minutes}")
+    out = Path(out_dir)
+    for sub in ("audio", "video", "lists", "rttm", "uem"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    eval_minutes = minutes if eval_minutes is None else eval_minutes
+    width = esize // SLOTS
+    jobs = [(split, i) for split in SPLITS for i in range(files)]
+    bar = None
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(total=len(jobs), desc="synth", unit="file")
+    for split in SPLITS:
+        prefix = _PREFIX[split]
+        speakers = make_speakers(stable_rng(seed, split, "speakers"), prefix, width - 1,
+                                 pairs, singles)
+        duration_s = 60.0 * (minutes if split == "train" else eval_minutes) / files
+        uris, rttm, uem = [], [], []
+        for i in range(files):
+            uri = uri_format.format(prefix=prefix, split=split, index=i)
+            item = make_file(seed, split, i, uri, speakers, duration_s, esize)
+            sf.write(out / "audio" / f"{uri}.wav", item["waveform"], SAMPLE_RATE,
+                     subtype="PCM_16")
+            np.save(out / "video" / f"{uri}.npy", item["video"].astype(np.float16))
+            uris.append(uri)
+            regions = [(0.0, duration_s)]
+            if files > 1 and i == files // 2:  # an unannotated gap in the middle
+                regions = [(0.0, 0.4 * duration_s), (0.6 * duration_s, duration_s)]
+            uem += [f"{uri} 1 {lo:.3f} {hi:.3f}" for lo, hi in regions]
+            for start, end, label in item["turns"]:
+                for lo, hi in regions:  # turns cropped to the annotated regions
+                    s, e = round(max(start, lo), 3), round(min(end, hi), 3)
+                    if e - s > 0.001:
+                        rttm.append(f"SPEAKER {uri} 1 {s:.3f} {e - s:.3f} <NA> <NA> "
+                                    f"{label} <NA> <NA>")
+            if bar is not None:
+                bar.update(1)
+        for path, lines in (("lists", uris), ("rttm", rttm), ("uem", uem)):
+            ext = {"lists": "lst", "rttm": "rttm", "uem": "uem"}[path]
+            (out / path / f"{split}.{ext}").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    if bar is not None:
+        bar.close()
+    yml = out / "database.yml"
+    yml.write_text(_yaml(PROTOCOL, SPLITS), encoding="utf-8")
+    settings = {"protocol": PROTOCOL, "files": files, "minutes": minutes,
+                "eval_minutes": eval_minutes, "esize": esize, "video_fps": VIDEO_FPS,
+                "seed": seed, "slots": SLOTS, "pairs": pairs, "singles": singles}
+    (out / "synthetic.json").write_text(json.dumps(settings, indent=2), encoding="utf-8")
+    return yml

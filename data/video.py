@@ -1,0 +1,84 @@
+"""Reading video embeddings for a chunk, with a present-mask.
+
+    read_video(record, start_s, duration_s, fps, esize) -> video (Tv, E) float32, mask (Tv,) bool
+    read_video_into(video (Tv, E), mask (Tv,), record, start_s, fps)   # no allocation
+
+Tv = round(duration_s * fps). Chunk frame j covers time start_s + j / fps, that is file
+frame round(start_s * fps) + j. A frame is masked (False, zeros) when it is before the
+file, past the end of the embeddings (embeddings shorter than the audio: the tail is
+masked), holds NaN or inf, or when the file has no embeddings at all. Files are opened
+with np.load(mmap_mode="r") and kept in a small per-process LRU (MAX_OPEN_FILES), so a
+worker only maps the files it reads.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from typing import Optional, Tuple
+
+import numpy as np
+import torch
+
+from data.index import DataError, FileRecord
+
+MAX_OPEN_FILES = 32
+
+_open: "OrderedDict[str, np.ndarray]" = OrderedDict()
+_owner_pid = os.getpid()
+
+
+def _mapped(path: str) -> np.ndarray:
+    global _owner_pid
+    if os.getpid() != _owner_pid:
+        _open.clear()
+        _owner_pid = os.getpid()
+    array = _open.get(path)
+    if array is None:
+        try:
+            array = np.load(path, mmap_mode="r", allow_pickle=False)
+        except Exception as error:
+            raise DataError(f"cannot read video embeddings {path}: {error}") from error
+        _open[path] = array
+        if len(_open) > MAX_OPEN_FILES:
+            _open.popitem(last=False)
+    else:
+        _open.move_to_end(path)
+    return array
+
+
+def read_video_into(video: np.ndarray, mask: np.ndarray, record: FileRecord, start_s: float,
+                    fps: float) -> None:
+    """Fill `video` (Tv, E) float32 and `mask` (Tv,) bool for the chunk from `start_s`."""
+    video[:] = 0.0
+    mask[:] = False
+    if record.video is None or video.shape[1] == 0:
+        return
+    array = _mapped(record.video)
+    if array.ndim != 2 or array.shape[1] != video.shape[1]:
+        raise DataError(f"video embeddings {record.video} have shape {array.shape}; "
+                        f"expected (frames, {video.shape[1]}) (--esize {video.shape[1]})")
+    first = int(round(start_s * fps))
+    lo, hi = max(first, 0), min(first + video.shape[0], array.shape[0])
+    if hi <= lo:
+        return
+    rows = video[lo - first:hi - first]
+    rows[:] = array[lo:hi]
+    finite = np.isfinite(rows).all(axis=1)
+    if not finite.all():
+        rows[~finite] = 0.0
+    mask[lo - first:hi - first] = finite
+
+
+def read_video(record: FileRecord, start_s: float, duration_s: float, fps: float = 25.0,
+               esize: Optional[int] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(video (Tv, E) float32, mask (Tv,) bool) for `duration_s` seconds from `start_s`.
+
+    esize defaults to the file's embedding size (0 for a file without video).
+    """
+    if esize is None:
+        esize = int(_mapped(record.video).shape[1]) if record.video else 0
+    video = np.zeros((int(round(duration_s * fps)), esize), dtype=np.float32)
+    mask = np.zeros(video.shape[0], dtype=bool)
+    read_video_into(video, mask, record, start_s, fps)
+    return torch.from_numpy(video), torch.from_numpy(mask)
