@@ -1,0 +1,178 @@
+"""Every training setting in one dataclass; flags map to its fields (train/cli.py).
+
+The resolved config is saved as {experiment}/config.json and inside every checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+AMP_MODES = ("off", "bf16", "fp16")
+SCHEDULERS = ("constant", "cosine", "linear")
+MODEL_ALIASES = {"0": "audio", "audio": "audio", "6": "late", "late": "late",
+                 "7": "early", "early": "early", "8": "hybrid", "hybrid": "hybrid"}
+PART_NAMES = ("sincnet", "lstm", "linear", "classifier", "fusion")
+
+
+def canonical_model(model: Any) -> str:
+    """'6' / 6 / 'late' -> 'late'; raises ValueError naming the choices."""
+    key = str(model).strip().lower()
+    if key not in MODEL_ALIASES:
+        raise ValueError(f"unknown --model {model!r}; choose 0/audio, 6/late, 7/early, 8/hybrid")
+    return MODEL_ALIASES[key]
+
+
+@dataclass
+class Config:
+    """Training settings. Durations in seconds; steps are optimizer steps (global batches)."""
+
+    # --- model ---
+    model: str = "audio"                 # 0/audio, 6/late, 7/early, 8/hybrid
+    finetune: bool = False               # start from --checkpoint's weights
+    checkpoint: str = "pyannote/segmentation-3.0"   # Hub id, file or folder
+    revision: Optional[str] = None
+    hf_token: Optional[str] = None       # else $HF_TOKEN / the Hugging Face login
+    esize: Optional[int] = None          # video embedding size (fusion models)
+    modality_dropout: Optional[float] = None   # drop a chunk's video in training (None: model's)
+    # small-model overrides (None keeps the architecture's default / the checkpoint's)
+    lstm_hidden: Optional[int] = None
+    lstm_layers: Optional[int] = None
+    lstm_dropout: Optional[float] = None
+    linear_hidden: Optional[int] = None
+    d_model: Optional[int] = None        # co-attention width
+    fusion_layers: Optional[int] = None  # co-attention layers
+    fusion_heads: Optional[int] = None
+    # --- data ---
+    protocol: Optional[str] = None       # pyannote.database protocol name
+    database: Optional[str] = None       # database.yml (else $PYANNOTE_DATABASE_CONFIG)
+    video_dir: Optional[str] = None      # folder of {uri}.npy video embeddings
+    video_fps: float = 25.0
+    duration: Optional[float] = None     # chunk seconds (None: the checkpoint's, else 10)
+    batch_size: int = 32                 # chunks per step per process
+    workers: int = 4                     # DataLoader workers per process
+    # --- optimisation ---
+    epochs: int = 50
+    max_steps: Optional[int] = None      # stop after this many steps (whatever the epoch)
+    lr: float = 1e-3                     # Adam, as pyannote; new (fusion) parts
+    lr_pretrained: Optional[float] = None  # pretrained parts (None: --lr)
+    weight_decay: float = 0.0            # > 0 switches Adam to AdamW
+    scheduler: str = "constant"          # constant | cosine | linear (to 0 at the end)
+    warmup_steps: int = 0
+    grad_clip: Optional[float] = 5.0     # max gradient norm (None or 0: no clipping)
+    amp: str = "off"                     # off | bf16 | fp16 (fp16 uses a GradScaler)
+    freeze: List[str] = field(default_factory=list)  # parts kept fixed
+    freeze_lstm: bool = False            # the old dihard.py behaviour of model 6
+    seed: int = 0
+    device: str = "auto"                 # auto | cpu | cuda
+    # --- validation, checkpoints, stopping ---
+    val_every: Optional[int] = None      # steps between validations (None: each epoch)
+    val_at_start: bool = True            # validate at step 0 (the starting DER)
+    patience: Optional[int] = None       # stop after this many validations without progress
+    checkpoint_every: Optional[int] = None  # also keep checkpoints/step-XXXXXXX.pt
+    keep_checkpoints: int = 0            # step-N files kept (0: all)
+    resume: str = "auto"                 # auto | never | PATH
+    log_every: int = 50                  # progress line and train/* scalars
+    max_nonfinite: int = 10              # stop after this many non-finite losses in a row
+    # --- experiment folder: {cdir}/{project}/{name} ---
+    cdir: str = "experiments"
+    project: str = "avdiar"
+    name: Optional[str] = None           # None: derived from the settings
+    # --- evaluation after training (run.py with no subcommand) ---
+    groundtruths: Optional[str] = None   # "test" or FILE.rttm
+    collar: float = 0.0
+    skip_overlap: bool = False
+
+    def __post_init__(self) -> None:
+        self.model = canonical_model(self.model)
+        if isinstance(self.freeze, str):
+            self.freeze = [p.strip() for p in self.freeze.split(",") if p.strip()]
+        self.freeze = list(self.freeze)
+        if self.freeze_lstm and "lstm" not in self.freeze:
+            self.freeze.append("lstm")
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ValueError naming the flag for settings that cannot work."""
+        def need(ok: bool, message: str) -> None:
+            if not ok:
+                raise ValueError(message)
+
+        need(self.amp in AMP_MODES, f"--amp must be one of {AMP_MODES}, got {self.amp!r}")
+        need(self.scheduler in SCHEDULERS,
+             f"--scheduler must be one of {SCHEDULERS}, got {self.scheduler!r}")
+        unknown = [p for p in self.freeze if p not in PART_NAMES]
+        need(not unknown, f"--freeze: unknown part(s) {unknown}; parts are {list(PART_NAMES)}")
+        need(self.batch_size >= 1, f"--batch-size must be >= 1, got {self.batch_size}")
+        need(self.epochs >= 1, f"--epochs must be >= 1, got {self.epochs}")
+        need(self.lr > 0, f"--lr must be > 0, got {self.lr}")
+        need(self.duration is None or self.duration > 0,
+             f"--duration must be > 0 seconds, got {self.duration}")
+        need(self.workers >= 0, f"--workers must be >= 0, got {self.workers}")
+        need(self.max_steps is None or self.max_steps >= 0,
+             f"--max-steps must be >= 0, got {self.max_steps}")
+        need(self.val_every is None or self.val_every >= 1,
+             f"--val-every must be >= 1 steps, got {self.val_every}")
+        need(self.patience is None or self.patience >= 1,
+             f"--patience must be >= 1 validations, got {self.patience}")
+        need(self.log_every >= 1, f"--log-every must be >= 1, got {self.log_every}")
+        need(self.modality_dropout is None or 0.0 <= self.modality_dropout < 1.0,
+             f"--modality-dropout must be in [0, 1), got {self.modality_dropout}")
+        need(self.device in ("auto", "cpu", "cuda"),
+             f"--device must be auto, cpu or cuda, got {self.device!r}")
+
+    # --- naming and files ---
+    @property
+    def run_name(self) -> str:
+        """--name, or one derived from the settings, e.g. 'late-ft-e384'."""
+        if self.name:
+            return self.name
+        parts = [self.model, "ft" if self.finetune else "scratch"]
+        if self.model != "audio" and self.esize:
+            parts.append(f"e{self.esize}")
+        if self.freeze:
+            parts.append("frz-" + "-".join(self.freeze))
+        return "-".join(parts)
+
+    @property
+    def experiment_dir(self) -> Path:
+        return Path(self.cdir) / self.project / self.run_name
+
+    def to_dict(self) -> Dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def save(self, path: Optional[Path] = None) -> Path:
+        """Write config.json (default: in the experiment folder); the HF token is left out."""
+        path = Path(path) if path is not None else self.experiment_dir / "config.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = self.to_dict()
+        data["hf_token"] = None
+        path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+        return path
+
+    @classmethod
+    def from_dict(cls, data: Dict[str, Any]) -> "Config":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown config field(s) {unknown}")
+        return cls(**data)
+
+    @classmethod
+    def load(cls, path: Path) -> "Config":
+        try:
+            data = json.loads(Path(path).read_text())
+        except (OSError, json.JSONDecodeError) as error:
+            raise ValueError(f"cannot read config {path}: {error}") from error
+        return cls.from_dict(data)
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> "Config":
+        """Fields from parsed flags (attribute names = field names); others are ignored."""
+        values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)
+                  if hasattr(args, f.name)}
+        return cls(**values)
