@@ -1,0 +1,115 @@
+"""The files to evaluate: a protocol split, RTTM references with audio, or bare audio.
+
+A file is a dict {"uri", "audio" (path), "annotation" (Annotation, optional), "annotated"
+(Timeline UEM, optional)}. Audio is read whole (mono, resampled to 16 kHz); video
+embeddings are `{video_dir}/{uri}.npy` (frames, E), memory-mapped.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Dict, Iterable, List, Optional
+
+import numpy as np
+import torch
+
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".sph")
+
+
+def read_waveform(path: str, sample_rate: int = 16000) -> torch.Tensor:
+    """(1, samples) float32 waveform of the whole file at `sample_rate` (channels averaged)."""
+    import soundfile as sf
+
+    try:
+        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except (RuntimeError, sf.LibsndfileError) as error:
+        raise ValueError(f"{path}: cannot read audio ({error})") from error
+    waveform = torch.from_numpy(data.mean(axis=1))[None]
+    if rate != sample_rate:
+        import torchaudio.functional as AF
+
+        waveform = AF.resample(waveform, rate, sample_rate)
+    return waveform.contiguous()
+
+
+def read_video(video_dir: Optional[str], uri: str, esize: Optional[int] = None
+               ) -> Optional[np.ndarray]:
+    """(frames, E) embeddings of `uri`, or None (with a warning) when there is no file."""
+    if not video_dir:
+        return None
+    path = Path(video_dir) / f"{uri}.npy"
+    if not path.is_file():
+        warnings.warn(f"{path}: no video embeddings; {uri} is processed without video",
+                      stacklevel=2)
+        return None
+    video = np.load(path, mmap_mode="r")
+    if video.ndim != 2:
+        raise ValueError(f"{path}: video embeddings must be (frames, E), got {video.shape}")
+    if esize is not None and video.shape[1] != esize:
+        raise ValueError(f"{path}: video embeddings have size {video.shape[1]}, the model "
+                         f"expects --esize {esize}")
+    return video
+
+
+def protocol_files(protocol, split: str) -> List[Dict]:
+    """Files of a pyannote.database protocol split ("test", "development", "train")."""
+    splits = {"test": "test", "development": "development", "dev": "development",
+              "train": "train"}
+    if split not in splits:
+        raise ValueError(f"unknown split {split!r}; use test or development")
+    files = []
+    for file in getattr(protocol, splits[split])():
+        entry = {"uri": file["uri"], "audio": str(file["audio"])}
+        entry["annotation"] = file["annotation"] if "annotation" in file else None
+        entry["annotated"] = file["annotated"] if "annotated" in file else None
+        files.append(entry)
+    if not files:
+        raise ValueError(f"protocol {protocol.name if hasattr(protocol, 'name') else ''} "
+                         f"has no {split} files")
+    return files
+
+
+def audio_files(audio: str) -> List[Dict]:
+    """Files from one audio path or every audio file of a folder (uri = file stem)."""
+    path = Path(audio)
+    if path.is_file():
+        paths = [path]
+    elif path.is_dir():
+        paths = sorted(p for p in path.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES)
+        if not paths:
+            raise ValueError(f"{path}: no audio files ({', '.join(AUDIO_SUFFIXES)})")
+    else:
+        raise FileNotFoundError(f"--audio {audio}: no such file or folder")
+    return [{"uri": p.stem, "audio": str(p), "annotation": None, "annotated": None}
+            for p in paths]
+
+
+def rttm_files(rttm: str, audio: str, uem: Optional[str] = None) -> List[Dict]:
+    """Files named in an RTTM (and UEM), with audio `{audio}/{uri}.*`; RTTM-only or
+    audio-only uris are named in a warning (RTTM-only ones keep "audio": None)."""
+    from pyannote.database.util import load_rttm, load_uem
+
+    references = load_rttm(rttm)
+    uems = load_uem(uem) if uem else {}
+    found = {f["uri"]: f for f in audio_files(audio)}
+    missing = sorted(set(references) - set(found))
+    if missing:
+        warnings.warn(f"no audio in {audio} for {len(missing)} RTTM file(s), scored as all "
+                      f"missed: {', '.join(missing)}", stacklevel=2)
+    extra = sorted(set(found) - set(references))
+    if extra:
+        warnings.warn(f"{len(extra)} audio file(s) have no reference in {rttm}, not scored: "
+                      f"{', '.join(extra)}", stacklevel=2)
+    files = []
+    for uri in sorted(set(found) | set(references)):
+        entry = dict(found.get(uri, {"uri": uri, "audio": None}))
+        entry["annotation"] = references.get(uri)
+        entry["annotated"] = uems.get(uri)
+        files.append(entry)
+    return files
+
+
+def references_of(files: Iterable[Dict]) -> Dict[str, object]:
+    """{uri: Annotation} for files that have one."""
+    return {f["uri"]: f["annotation"] for f in files if f.get("annotation") is not None}

@@ -1,0 +1,103 @@
+"""Report files: RTTM, report.csv (every file and total), report.md, report.json.
+
+Rows are keyed by mode ("full" = embeddings + clustering, "oracle" = local speakers matched
+to the reference: segmentation alone) and collar (pyannote's total collar, seconds).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+from typing import Dict, Iterable, List, Optional
+
+from pyannote.core import Annotation
+
+from eval.scoring import COLUMNS, ScoreTable
+
+MODE_TITLES = {"full": "full pipeline (embeddings + clustering)",
+               "oracle": "oracle clustering (segmentation only)"}
+
+
+def write_rttm(annotations: Iterable[Annotation], path: str) -> str:
+    """All annotations into one RTTM file."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as out:
+        for annotation in annotations:
+            annotation.write_rttm(out)
+    return str(path)
+
+
+def _fmt(value: float, digits: int = 2) -> str:
+    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) \
+        else f"{value:.{digits}f}"
+
+
+def write_csv(tables: Dict[str, List[ScoreTable]], path: str) -> str:
+    """One row per (mode, collar, skip_overlap, uri); uri TOTAL for the sums."""
+    with open(path, "w", newline="") as out:
+        writer = csv.writer(out)
+        writer.writerow(["mode", "collar", "skip_overlap", "uri", *COLUMNS])
+        for mode, mode_tables in tables.items():
+            for table in mode_tables:
+                rows = list(table.files.items()) + [("TOTAL", table.total)]
+                for uri, row in rows:
+                    values = row.as_dict()
+                    writer.writerow([mode, table.collar, int(table.skip_overlap), uri,
+                                     *[f"{values[c]:.4f}" for c in COLUMNS]])
+    return str(path)
+
+
+def totals_dict(tables: Dict[str, List[ScoreTable]]) -> Dict[str, Dict[str, Dict[str, float]]]:
+    """{mode: {"collar=0.25": {der, false_alarm, ...}}} of the totals."""
+    return {mode: {f"collar={t.collar:g}": t.total.as_dict() for t in mode_tables}
+            for mode, mode_tables in tables.items()}
+
+
+def write_json(summary: Dict, path: str) -> str:
+    with open(path, "w") as out:
+        json.dump(summary, out, indent=2, sort_keys=True, default=str)
+    return str(path)
+
+
+def write_markdown(tables: Dict[str, List[ScoreTable]], path: str, *, title: str,
+                   settings: Dict[str, object], notes: Optional[List[str]] = None) -> str:
+    """Totals per mode and collar, then per-file rows at the first collar."""
+    lines = [f"# {title}", ""]
+    for key, value in settings.items():
+        lines.append(f"- {key}: {value}")
+    skip = any(t.skip_overlap for ts in tables.values() for t in ts)
+    lines += [
+        f"- overlapped speech: {'excluded (--skip-overlap)' if skip else 'scored'}",
+        "- collar: pyannote's total width around each reference boundary (0.25 = +-0.125 s). "
+        "pyannote's published AVA-AVD numbers use collar 0 with overlap scored; AVR-Net's "
+        "use a 0.25 s collar.", ""]
+    for note in notes or []:
+        lines += [f"**{note}**", ""]
+    lines += ["## Totals", "",
+              "| mode | collar (s) | DER % | false alarm % | missed % | confusion % | JER % "
+              "| scored speech (s) |", "|---|---|---|---|---|---|---|---|"]
+    for mode, mode_tables in tables.items():
+        for t in mode_tables:
+            r = t.total
+            lines.append(f"| {MODE_TITLES.get(mode, mode)} | {t.collar:g} | {_fmt(r.der)} | "
+                         f"{_fmt(r.false_alarm)} | {_fmt(r.missed)} | {_fmt(r.confusion)} | "
+                         f"{_fmt(r.jer)} | {_fmt(r.total_s, 1)} |")
+    for mode, mode_tables in tables.items():
+        if not mode_tables:
+            continue
+        t = mode_tables[0]
+        lines += ["", f"## Per file: {MODE_TITLES.get(mode, mode)}, collar {t.collar:g} s", "",
+                  "| uri | DER % | false alarm (s) | missed (s) | confusion (s) | JER % "
+                  "| speech (s) |", "|---|---|---|---|---|---|---|"]
+        for uri, r in t.files.items():
+            lines.append(f"| {uri} | {_fmt(r.der)} | {_fmt(r.false_alarm_s)} | "
+                         f"{_fmt(r.missed_s)} | {_fmt(r.confusion_s)} | {_fmt(r.jer)} | "
+                         f"{_fmt(r.total_s, 1)} |")
+        for label, uris in (("no hypothesis (all missed)", t.missing_hypotheses),
+                            ("no reference (not scored)", t.missing_references)):
+            if uris:
+                lines += ["", f"Files with {label}: {', '.join(uris)}"]
+    Path(path).write_text("\n".join(lines) + "\n")
+    return str(path)
