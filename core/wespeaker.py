@@ -89,16 +89,22 @@ class ResNet34(nn.Module):
 
     def forward(self, features: torch.Tensor,
                 weights: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """(batch, frames, mel) [, weights (batch, frames) or (batch, speakers, frames)]
+        -> (batch, embed_dim) or (batch, speakers, embed_dim)."""
         x = features.transpose(1, 2).unsqueeze(1)  # (batch, 1, mel, frames)
         x = F.relu(self.bn1(self.conv1(x)))
         for index in range(self.num_layers):
             x = getattr(self, f"layer{index + 1}")(x)
         x = x.flatten(1, 2)  # (batch, channels * mel', frames')
+        if weights is not None and weights.dim() == 3:
+            pooled = [weighted_stats(x, weights[:, k]) for k in range(weights.shape[1])]
+            return self.seg_1(torch.stack(pooled, dim=1))
         return self.seg_1(weighted_stats(x, weights))
 
 
 class WeSpeakerResNet34(nn.Module):
-    """waveforms (batch, 1, samples) [, weights (batch, frames)] -> embeddings (batch, 256).
+    """waveforms (batch, 1, samples) [, weights (batch, frames)] -> embeddings (batch, 256);
+    weights (batch, speakers, frames) give (batch, speakers, 256).
 
     `weights` may be given at any frame rate (e.g. the segmentation model's 589 frames per
     10 s); they are resampled (nearest) to the pooled feature frames.
@@ -132,6 +138,14 @@ class WeSpeakerResNet34(nn.Module):
     def forward(self, waveforms: torch.Tensor,
                 weights: Optional[torch.Tensor] = None) -> torch.Tensor:
         return self.resnet(self.fbank(waveforms), weights=weights)
+
+    def num_frames(self, num_samples: int) -> int:
+        """Frames of the pooled ResNet features for `num_samples` samples (as pyannote's
+        WeSpeakerResNet34.num_frames): fbank frames halved by each stride-2 stage."""
+        frames = fbank_num_frames(num_samples)
+        for _ in range(self.resnet.num_layers - 1):
+            frames = (frames - 1) // 2 + 1 if frames > 0 else 0
+        return frames
 
 
 def wespeaker_keys(model: WeSpeakerResNet34) -> Dict[str, Tuple[int, ...]]:

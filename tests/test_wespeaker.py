@@ -1,0 +1,111 @@
+"""core.wespeaker against pyannote.audio's WeSpeakerResNet34 (fixture made once; see
+tests/fixtures/make_wespeaker_reference.py): same fbank, same embeddings, same keys."""
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from core.safe_pickle import load_checkpoint_file
+from core.wespeaker import WeSpeakerResNet34, load_wespeaker, load_wespeaker_state, wespeaker_keys
+
+FIXTURES = Path(__file__).parent / "fixtures"
+REFERENCE = FIXTURES / "wespeaker_reference.json"
+pytestmark = pytest.mark.skipif(not REFERENCE.is_file(), reason="WeSpeaker fixture missing")
+
+
+def _meta():
+    return json.loads(REFERENCE.read_text())
+
+
+def _fill_from_recipe(resnet: torch.nn.Module, seed: int) -> None:
+    """The fixture's documented seed recipe, reproduced in plain torch."""
+    state = resnet.state_dict()
+    for i, (name, tensor) in enumerate(state.items()):
+        if not tensor.is_floating_point():
+            continue
+        g = torch.Generator().manual_seed(seed + i)
+        shape = tensor.shape
+        if name.endswith("running_var"):
+            value = 0.5 + torch.rand(shape, generator=g)
+        elif name.endswith("running_mean"):
+            value = 0.1 * torch.randn(shape, generator=g)
+        elif name.endswith("bias"):
+            value = 0.1 * torch.randn(shape, generator=g)
+        elif tensor.dim() == 1:
+            value = 1 + 0.1 * torch.randn(shape, generator=g)
+        else:
+            value = torch.randn(shape, generator=g) / math.sqrt(shape[1:].numel())
+        state[name] = value
+    resnet.load_state_dict(state)
+
+
+@pytest.fixture(scope="module")
+def model():
+    model = WeSpeakerResNet34().eval()
+    _fill_from_recipe(model.resnet, _meta()["recipe"]["seed"])
+    return model
+
+
+@pytest.fixture(scope="module")
+def data():
+    return dict(np.load(FIXTURES / "wespeaker_reference.npz"))
+
+
+def test_keys_and_parameter_count_match_pyannote():
+    meta = _meta()
+    ours = wespeaker_keys(WeSpeakerResNet34())
+    theirs = meta["state_dict"]
+    names = list(theirs) if isinstance(theirs, dict) else [k["key"] if isinstance(k, dict)
+                                                           else k[0] for k in theirs]
+    names = [n if n.startswith("resnet.") else f"resnet.{n}" for n in names]
+    assert names == list(ours)
+    count = sum(p.numel() for p in WeSpeakerResNet34().parameters())
+    assert count == meta["num_parameters"]
+
+
+def test_fbank_matches(model, data):
+    fbank = model.fbank(torch.from_numpy(data["waveforms"]))
+    torch.testing.assert_close(fbank[0], torch.from_numpy(data["fbank0"]), atol=1e-3, rtol=1e-4)
+
+
+def test_embeddings_match(model, data):
+    waveforms = torch.from_numpy(data["waveforms"])
+    with torch.no_grad():
+        plain = model(waveforms)
+        w2 = model(waveforms, weights=torch.from_numpy(data["weights_2d"]))
+        w3 = model(waveforms, weights=torch.from_numpy(data["weights_3d"]))
+    for ours, name in ((plain, "embeddings"), (w2, "embeddings_w2"), (w3, "embeddings_w3")):
+        theirs = torch.from_numpy(data[name])
+        assert ours.shape == theirs.shape
+        torch.testing.assert_close(ours, theirs, atol=2e-4, rtol=1e-3)
+    # the weights matter: a wrong implementation of pooling would not pass above
+    assert not torch.allclose(plain, w2, atol=1e-3)
+
+
+def test_num_frames_match(model, data):
+    for n, frames in zip(data["rf_num_samples"], data["rf_num_frames_out"]):
+        assert model.num_frames(int(n)) == int(frames)
+
+
+def test_skeleton_checkpoint_loads_through_safe_reader(tmp_path):
+    path = FIXTURES / "wespeaker_skeleton.bin"
+    model = load_wespeaker(str(path))
+    state = model.state_dict()
+    raw = load_checkpoint_file(path)["state_dict"]
+    for i, key in enumerate(raw):
+        if raw[key].is_floating_point():
+            assert torch.all(state[key] == raw[key].float()), key
+    assert model(torch.randn(1, 1, 8000)).shape == (1, 256)
+
+
+def test_wrong_checkpoint_names_keys():
+    model = WeSpeakerResNet34()
+    state = dict(model.state_dict())
+    state["resnet.extra.weight"] = torch.zeros(1)
+    del state["resnet.seg_1.bias"]
+    with pytest.raises(ValueError, match="extra.weight.*seg_1.bias"):
+        load_wespeaker_state(model, state)
