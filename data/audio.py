@@ -13,6 +13,7 @@ fork, so that memory does not grow with the size of the database.
 
 from __future__ import annotations
 
+import math
 import os
 import warnings
 from collections import OrderedDict
@@ -93,9 +94,11 @@ def read_audio_into(out: np.ndarray, record: FileRecord, start_s: float) -> None
         return
     _warn_once(f"rate:{record.audio}", f"{record.uri}: {record.audio} is at {rate} Hz; "
                f"resampling to {SAMPLE_RATE} Hz on the fly")
-    margin = 64  # native samples of context on each side for the resampling filter
-    first = int(np.floor(start_s * rate)) - margin
-    count = int(np.ceil(num_samples * rate / SAMPLE_RATE)) + 2 * margin
+    # native samples of context on each side for the resampling filter; the window starts
+    # on the grid shared by both rates, so that output samples fall on the 16 kHz grid
+    margin, unit = 64, rate // math.gcd(rate, SAMPLE_RATE)
+    first = (int(np.floor(start_s * rate)) - margin) // unit * unit
+    count = int(np.ceil(start_s * rate - first + num_samples * rate / SAMPLE_RATE)) + margin
     native = torch.from_numpy(_read_native(record, first, count).mean(axis=1))
     resampled = _resample(native, rate)
     offset = int(round((start_s - first / rate) * SAMPLE_RATE))

@@ -187,12 +187,12 @@ def _records(protocol, split: str, video_dir, template: str, esize: Optional[int
             problems.append(f"{uri}: {info.channels} channels, averaged to mono")
         if info.samplerate != 16000 and info.frames:
             problems.append(f"{uri}: {info.samplerate} Hz, resampled to 16000 Hz")
-        regions = ([(s.start, s.end) for s in file["annotated"]] if "annotated" in file
-                   else [(0.0, duration)])
+        uem = file["annotated"] if "annotated" in file else None
+        regions = [(s.start, s.end) for s in uem] if uem is not None else [(0.0, duration)]
         regions = np.array([(max(s, 0.0), min(e, duration)) for s, e in regions
                             if min(e, duration) > max(s, 0.0)], dtype=np.float64).reshape(-1, 2)
-        if "annotated" in file and sum(e - s for s, e in regions) + 1e-3 < sum(
-                s.duration for s in file["annotated"]):
+        if uem is not None and sum(e - s for s, e in regions) + 1e-3 < sum(
+                s.duration for s in uem):
             problems.append(f"{uri}: annotated regions beyond the end of {audio} "
                             f"({duration:.2f} s) were cut")
         labels = sorted(file["annotation"].labels())

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from pathlib import Path
 from typing import Dict, List, Sequence
 
@@ -40,7 +41,9 @@ def load_protocol(name: str, database_files_: Sequence[str] = ()):
     """The pyannote.database protocol `name` (e.g. "Synthetic.SpeakerDiarization.AV")."""
     for path in database_files(database_files_):
         try:
-            registry.load_database(path)
+            with warnings.catch_warnings():  # reloading a database file is intended
+                warnings.filterwarnings("ignore", message="Replacing existing")
+                registry.load_database(path)
         except Exception as error:  # yaml or schema errors: name the file
             raise ProtocolError(f"cannot load database file {path}: {error}") from error
     try:
