@@ -83,6 +83,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="how many step-N.pt to keep (0: all)")
     g.add_argument("--resume", default=d.resume,
                    help="auto (newest checkpoint of the experiment, if any), never, or a PATH")
+    g.add_argument("--max-nonfinite", type=int, default=d.max_nonfinite,
+                   help="stop after this many non-finite losses in a row")
     g.add_argument("--log-every", type=int, default=d.log_every, help="steps between log lines")
 
     g = parser.add_argument_group("experiment folder {cdir}/{project}/{name}")

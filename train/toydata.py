@@ -79,3 +79,14 @@ class ToyData:
     def validation(self) -> Iterator[Dict[str, object]]:
         for index in range(self.val_batches):
             yield self.batch(1, 0, index)
+
+
+def toy_factory(batches_per_epoch: int = 8, val_batches: int = 2, duration_s: float = 2.0):
+    """A `data_factory` for train.loop.train: ToyData sized from the config and the world."""
+    def factory(config, model, world) -> ToyData:
+        return ToyData(model, batch_size=config.batch_size,
+                       duration_s=config.duration or duration_s,
+                       batches_per_epoch=batches_per_epoch, val_batches=val_batches,
+                       seed=config.seed, rank=world.rank, world_size=world.world_size,
+                       esize=config.esize, video_fps=config.video_fps)
+    return factory
