@@ -1,0 +1,245 @@
+"""run.py eval: evaluate a checkpoint (ours or pyannote's) on a protocol split or RTTMs.
+
+    run.py eval --checkpoint EXP/checkpoints/best.pt --protocol P --database db.yml
+    run.py eval --checkpoint pyannote/segmentation-3.0 --groundtruths ref.rttm --uem ref.uem \
+        --audio wavs/ --out out/
+
+Without --out the reports go to the checkpoint's experiment folder: EXP/eval/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+from core.wespeaker import WESPEAKER_HUB_ID
+
+SPLITS = ("test", "development")
+
+
+def add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    """Inference and diarization flags shared by eval and infer."""
+    g = parser.add_argument_group("inference")
+    g.add_argument("--step", type=float, default=0.1,
+                   help="window step as a fraction of the model's window (default 0.1)")
+    g.add_argument("--batch-size", type=int, default=32, help="windows per forward pass")
+    g.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    g.add_argument("--no-progress", dest="progress", action="store_false")
+    g = parser.add_argument_group("diarization")
+    g.add_argument("--embedding", default=WESPEAKER_HUB_ID,
+                   help="speaker-embedding checkpoint (file, folder or Hub id), or 'none'")
+    g.add_argument("--threshold", type=float, default=0.7045654963945799,
+                   help="clustering threshold on L2-normalised embeddings")
+    g.add_argument("--min-cluster-size", type=int, default=12)
+    g.add_argument("--num-speakers", type=int, default=None)
+    g.add_argument("--min-speakers", type=int, default=None)
+    g.add_argument("--max-speakers", type=int, default=None)
+    g.add_argument("--min-duration-off", type=float, default=0.0,
+                   help="fill same-speaker gaps shorter than this (seconds)")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("model")
+    g.add_argument("--checkpoint", required=True,
+                   help="our checkpoint (.pt), or a pyannote one (file, folder or Hub id)")
+    g.add_argument("--model", default=None,
+                   help="model to build around a pyannote checkpoint (default: its own)")
+    g.add_argument("--esize", type=int, default=None, help="video embedding size (fusion)")
+    g.add_argument("--revision", default=None)
+    g.add_argument("--hf-token", dest="hf_token", default=None)
+    g = parser.add_argument_group("data")
+    g.add_argument("--protocol", default=None, help="pyannote.database protocol")
+    g.add_argument("--database", action="append", default=None, help="database.yml (repeatable)")
+    g.add_argument("--groundtruths", default="test",
+                   help="test, development, or FILE.rttm (then --audio, or the protocol's test "
+                        "audio)")
+    g.add_argument("--uem", default=None, help="UEM file for --groundtruths FILE.rttm")
+    g.add_argument("--audio", default=None, help="audio folder for --groundtruths FILE.rttm")
+    g.add_argument("--video-dir", default=None, help="folder of {uri}.npy video embeddings")
+    g.add_argument("--video-fps", type=float, default=None)
+    g = parser.add_argument_group("scoring")
+    g.add_argument("--collar", type=float, action="append", default=None,
+                   help="collar in seconds (pyannote: total width); repeatable; "
+                        "default 0 and 0.25")
+    g.add_argument("--skip-overlap", action="store_true")
+    g.add_argument("--clustering", default="both", choices=["full", "oracle", "both"])
+    g.add_argument("--plots", type=int, default=3, help="timelines for the first N files")
+    g.add_argument("--out", default=None, help="output folder (default: EXP/eval)")
+    add_common_arguments(parser)
+
+
+def resolve_device(name: str):
+    import torch
+
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: no CUDA device available")
+    return torch.device("cuda" if name == "auto" and torch.cuda.is_available() else
+                        ("cpu" if name == "auto" else name))
+
+
+def load_embedding(name: Optional[str], token: Optional[str] = None, device="cpu"
+                   ) -> Tuple[Optional[object], Optional[str]]:
+    """(embedding model, None) or (None, reason it could not be loaded)."""
+    if not name or str(name).lower() == "none":
+        return None, "--embedding none"
+    from core.wespeaker import load_wespeaker
+
+    try:
+        return load_wespeaker(name, token=token, map_location=str(device)), None
+    except Exception as error:  # any failure: report it and go on without the full pipeline
+        return None, f"cannot load speaker-embedding model {name!r}: {error}"
+
+
+def clustering_options(args: argparse.Namespace):
+    from eval.pipeline import ClusteringOptions
+
+    return ClusteringOptions(threshold=args.threshold, min_cluster_size=args.min_cluster_size,
+                             num_speakers=args.num_speakers, min_speakers=args.min_speakers,
+                             max_speakers=args.max_speakers,
+                             min_duration_off=args.min_duration_off)
+
+
+def _databases(value) -> List[str]:
+    if not value:
+        return []
+    return [value] if isinstance(value, str) else list(value)
+
+
+def select_files(args: argparse.Namespace) -> Tuple[str, List[Dict]]:
+    """(split name, files) from --groundtruths, --protocol/--database, --audio, --uem."""
+    from eval.files import protocol_files, rttm_files
+
+    groundtruths = args.groundtruths or "test"
+    if groundtruths in SPLITS or groundtruths == "dev":
+        if not args.protocol:
+            raise ValueError(f"--groundtruths {groundtruths} needs --protocol (and --database)")
+        from data.protocol import load_protocol
+
+        protocol = load_protocol(args.protocol, _databases(args.database))
+        return ("development" if groundtruths == "dev" else groundtruths,
+                protocol_files(protocol, groundtruths))
+    if not Path(groundtruths).is_file():
+        raise ValueError(f"--groundtruths {groundtruths}: neither test/development nor a file")
+    split = Path(groundtruths).stem
+    if args.audio:
+        return split, rttm_files(groundtruths, args.audio, args.uem)
+    if not args.protocol:
+        raise ValueError("--groundtruths FILE.rttm needs --audio DIR or --protocol")
+    from pyannote.database.util import load_rttm, load_uem
+
+    from data.protocol import load_protocol
+
+    files = protocol_files(load_protocol(args.protocol, _databases(args.database)), "test")
+    references, uems = load_rttm(groundtruths), (load_uem(args.uem) if args.uem else {})
+    missing = sorted(set(references) - {f["uri"] for f in files})
+    if missing:
+        warnings.warn(f"{groundtruths}: no test audio for {', '.join(missing)}", stacklevel=2)
+    for file in files:
+        file["annotation"] = references.get(file["uri"])
+        file["annotated"] = uems.get(file["uri"], file.get("annotated"))
+    return split, files
+
+
+def run_evaluation(model, args: argparse.Namespace, out_dir: str) -> Dict:
+    """Shared by `run.py eval` and train-then-evaluate."""
+    from eval.evaluate import evaluate
+
+    device = resolve_device(getattr(args, "device", "auto") or "auto")
+    split, files = select_files(args)
+    clustering = {"both": ("oracle", "full"), "full": ("full",),
+                  "oracle": ("oracle",)}[getattr(args, "clustering", "both")]
+    embedding, reason = (None, "--clustering oracle")
+    if "full" in clustering:
+        embedding, reason = load_embedding(getattr(args, "embedding", WESPEAKER_HUB_ID),
+                                           getattr(args, "hf_token", None), device)
+        if reason:
+            print(f"run.py eval: full pipeline skipped: {reason}", file=sys.stderr)
+    collars = getattr(args, "collar", None)
+    collars = [collars] if isinstance(collars, (int, float)) else (collars or [])
+    collars = sorted(set([0.0, 0.25] + [float(c) for c in collars]))
+    return evaluate(model, files, split=split, out_dir=out_dir,
+                    video_dir=getattr(args, "video_dir", None),
+                    video_fps=getattr(args, "video_fps", None), esize=getattr(args, "esize", None),
+                    step_ratio=getattr(args, "step", 0.1),
+                    batch_size=getattr(args, "batch_size", 32), collars=collars,
+                    skip_overlap=bool(getattr(args, "skip_overlap", False)),
+                    clustering=clustering, embedding_model=embedding, embedding_error=reason,
+                    options=clustering_options(_with_defaults(args)), device=device,
+                    num_plots=getattr(args, "plots", 3),
+                    progress=getattr(args, "progress", True))
+
+
+def _with_defaults(args: argparse.Namespace) -> argparse.Namespace:
+    """Fill the diarization flags that the training parser does not define."""
+    parser = argparse.ArgumentParser(add_help=False)
+    add_common_arguments(parser)
+    merged = vars(parser.parse_args([]))
+    merged.update({k: v for k, v in vars(args).items() if k in merged})
+    return argparse.Namespace(**merged)
+
+
+def print_totals(summary: Dict) -> None:
+    for mode, by_collar in summary["totals"].items():
+        for collar, row in by_collar.items():
+            print(f"{mode:7s} {collar:12s} DER {row['der']:6.2f}%  FA {row['false_alarm']:6.2f}%"
+                  f"  miss {row['missed']:6.2f}%  conf {row['confusion']:6.2f}%"
+                  f"  JER {row['jer']:6.2f}%")
+    for mode, reason in summary["skipped"].items():
+        print(f"{mode} skipped: {reason}")
+    if "markdown" in summary["outputs"]:
+        print(f"report: {summary['outputs']['markdown']}")
+
+
+def _experiment_out(checkpoint: str) -> Optional[Path]:
+    path = Path(checkpoint)
+    if path.is_file() and path.parent.name == "checkpoints":
+        return path.parent.parent / "eval"
+    return None
+
+
+def main(args: argparse.Namespace) -> int:
+    from core import load_pretrained
+
+    out = args.out or _experiment_out(args.checkpoint)
+    if out is None:
+        print("run.py eval: --out is needed when --checkpoint is not in an experiment folder",
+              file=sys.stderr)
+        return 2
+    try:
+        device = resolve_device(args.device)
+        model = load_pretrained(args.checkpoint, model=args.model, esize=args.esize,
+                                revision=args.revision, token=args.hf_token,
+                                map_location=str(device))
+        summary = run_evaluation(model, args, str(out))
+    except (ValueError, FileNotFoundError, PermissionError, ConnectionError) as error:
+        print(f"run.py eval: {error}", file=sys.stderr)
+        return 2
+    print_totals(summary)
+    return 0
+
+
+def evaluate_after_training(args: argparse.Namespace) -> int:
+    """Evaluate {cdir}/{project}/{name}/checkpoints/best.pt (else last.pt) into .../eval/."""
+    from core import load_pretrained
+
+    experiment = Path(getattr(args, "experiment_dir", None)
+                      or Path(args.cdir) / args.project / args.name)
+    checkpoint = getattr(args, "trained_checkpoint", None)
+    if not checkpoint:
+        best, last = experiment / "checkpoints" / "best.pt", experiment / "checkpoints" / "last.pt"
+        checkpoint = best if best.is_file() else last
+    if not Path(checkpoint).is_file():
+        print(f"run.py: no checkpoint to evaluate in {experiment / 'checkpoints'}",
+              file=sys.stderr)
+        return 2
+    try:
+        model = load_pretrained(str(checkpoint))
+        summary = run_evaluation(model, args, str(experiment / "eval"))
+    except (ValueError, FileNotFoundError, PermissionError, ConnectionError) as error:
+        print(f"run.py: evaluation failed: {error}", file=sys.stderr)
+        return 2
+    print_totals(summary)
+    return 0
