@@ -1,0 +1,73 @@
+"""Sliding windows, per-window video slices and masks, output shapes and time axis."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+from core.powerset import Powerset
+from core.receptive_field import frame_times, num_frames
+from eval.inference import infer_file, video_slice, window_starts
+
+
+def test_window_starts_cover_the_file():
+    np.testing.assert_array_equal(window_starts(100, 40, 20), [0, 20, 40, 60])
+    np.testing.assert_array_equal(window_starts(105, 40, 20), [0, 20, 40, 60, 80])
+    np.testing.assert_array_equal(window_starts(10, 40, 20), [0])
+
+
+def test_video_slice_aligns_and_masks():
+    video = np.arange(20, dtype=np.float32)[:, None].repeat(3, 1)
+    video[5] = np.nan
+    out, mask = video_slice(video, start_s=0.16, num_video_frames=6, fps=25.0)
+    # 0.16 s * 25 fps = frame 4: frames 4..9, frame 5 missing
+    np.testing.assert_array_equal(out[:, 0], [4, 0, 6, 7, 8, 9])
+    np.testing.assert_array_equal(mask, [True, False, True, True, True, True])
+    out, mask = video_slice(video, start_s=0.7, num_video_frames=4, fps=25.0)
+    np.testing.assert_array_equal(mask, [True, True, False, False])  # frames 18..21
+
+
+class Recorder(nn.Module):
+    """Stand-in fusion model: speaker 0 active where the window's video mask is on."""
+
+    duration_s, video_fps, is_fusion, esize = 2.0, 25.0, True, 3
+    powerset = Powerset(3, 2)
+
+    def __init__(self):
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(1))
+        self.masks = []
+
+    def num_frames(self, n):
+        return num_frames(n)
+
+    def frame_times(self, n):
+        return frame_times(n)
+
+    def forward(self, waveforms, video=None, video_mask=None):
+        self.masks.append(video_mask.clone())
+        F = num_frames(waveforms.shape[-1])
+        out = torch.full((len(waveforms), F, 7), -20.0)
+        out[:, :, 1] = 0.0
+        return out
+
+
+def test_infer_file_shapes_time_axis_and_video():
+    model = Recorder()
+    waveform = torch.zeros(1, 16000 * 5)
+    video = np.ones((50, 3), dtype=np.float32)  # 2 s of video for a 5 s file
+    out = infer_file(model, waveform, video, step_ratio=0.25, batch_size=3)
+    assert out.activations.shape == (len(out.chunk_starts_s), num_frames(32000), 3)
+    np.testing.assert_allclose(out.chunk_starts_s[:3], [0.0, 0.5, 1.0])
+    assert np.all(out.activations[..., 0] == 1) and np.all(out.activations[..., 1:] == 0)
+    assert out.center0_s == pytest.approx(495 / 16000)
+    assert out.frame_step_s == pytest.approx(270 / 16000, rel=1e-5)
+    masks = torch.cat(model.masks)
+    assert masks.shape == (len(out.chunk_starts_s), 50)
+    assert masks[0].all() and not masks[-1].any()  # last window starts after the video ends
+    assert out.duration_s == pytest.approx(5.0)
+
+
+def test_bad_step_is_refused():
+    with pytest.raises(ValueError, match="--step"):
+        infer_file(Recorder(), torch.zeros(1, 16000), None, step_ratio=0.0)
