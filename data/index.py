@@ -41,7 +41,7 @@ class DataError(ValueError):
     """Bad input data; the message names the file and what is wrong."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class FileRecord:
     """One file of a split. Times in seconds; num_samples in audio frames at sample_rate.
 

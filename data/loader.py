@@ -89,10 +89,7 @@ class _EpochBatches(Sampler):
         return max(self.batches_per_epoch - self.start_batch, 0)
 
     def __iter__(self) -> Iterator[Tuple[int, int]]:
-        epoch, start = self.epoch, self.start_batch
-        # the next pass is the next epoch, unless set_epoch says otherwise meanwhile
-        self.epoch, self.start_batch = epoch + 1, 0
-        return iter([(epoch, i) for i in range(start, self.batches_per_epoch)])
+        return iter([(self.epoch, i) for i in range(self.start_batch, self.batches_per_epoch)])
 
 
 def _worker_init(_: int) -> None:
@@ -110,7 +107,8 @@ def _dataloader(dataset: Dataset, sampler, num_workers: int, pin_memory: bool,
 
 
 class TrainLoader:
-    """Iterable of training batch dicts; each full pass is one (rest of an) epoch.
+    """Iterable of training batch dicts; each full pass is one (rest of an) epoch, and a
+    completed pass moves on to batch 0 of the next epoch.
 
     Attributes: dataset (TrainChunks), batches_per_epoch, epoch and start_batch of the
     next pass. len() = batches left in the next pass.
@@ -141,7 +139,9 @@ class TrainLoader:
         return len(self._order)
 
     def __iter__(self) -> Iterator[Dict]:
-        return iter(self._loader)
+        yield from self._loader
+        # a completed pass moves on to the next epoch (set_epoch overrides)
+        self._order.epoch, self._order.start_batch = self._order.epoch + 1, 0
 
 
 def make_train_loader(index: FileIndex, *, duration_s: float, batch_size: int,
