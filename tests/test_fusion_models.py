@@ -246,3 +246,29 @@ def test_parts_freezing_and_summary():
     audio = audio_model()
     assert parts(audio)["fusion"] == []
     assert build_model(0, esize=512, **SMALL).hparams == audio.hparams
+
+
+def test_load_pretrained_fills_audio_and_preserves_function(tmp_path):
+    from core.pretrained import load_pretrained
+    from tests.pyannote_format import save_pyannote_checkpoint
+
+    audio = audio_model(seed=5)
+    with torch.no_grad():  # move off the default init so that a wrong fill shows
+        for param in audio.parameters():
+            param.add_(0.05 * torch.randn_like(param))
+    path = tmp_path / "pytorch_model.bin"
+    save_pyannote_checkpoint(audio.state_dict(), str(path), duration_s=2.0,
+                             hparams={**SMALL, "lstm": {**SMALL["lstm"], "monolithic": True}})
+    waveforms, video = batch()
+    partial = torch.rand(video.shape[:2], generator=torch.Generator().manual_seed(6)) > 0.5
+    with torch.no_grad():
+        expected = audio(waveforms)
+        for model in ("late", 7, "hybrid"):
+            net = load_pretrained(str(path), model=model, esize=ESIZE, d_model=32)
+            assert net.is_fusion and not net.training and net.hparams["d_model"] == 32
+            for mask in (None, partial, torch.zeros_like(partial)):
+                out = net(waveforms, video, mask)
+                assert torch.isfinite(out).all()
+                torch.testing.assert_close(out, expected, rtol=0, atol=1e-5)
+            rebuilt = build_model(**net.hparams)
+            rebuilt.load_state_dict(net.state_dict())
