@@ -12,8 +12,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from train.checkpoint import (find_resume, load_checkpoint, prune_step_checkpoints, rng_state,
-                              save_checkpoint, set_rng_state, step_checkpoints)
+from train.checkpoint import (
+    find_resume,
+    load_checkpoint,
+    prune_step_checkpoints,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+    step_checkpoints,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -28,7 +35,8 @@ def test_save_writes_every_path_and_loads_with_weights_only(tmp_path):
     save_checkpoint(state(3), paths)
     for path in paths:
         loaded = torch.load(path, weights_only=True)
-        assert loaded["step"] == 3 and torch.equal(loaded["model_state"]["w"], torch.full((10,), 3.))
+        assert loaded["step"] == 3
+        assert torch.equal(loaded["model_state"]["w"], torch.full((10,), 3.0))
     assert not list((tmp_path / "c").glob("*.tmp-*"))
 
 

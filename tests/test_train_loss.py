@@ -7,8 +7,13 @@ import torch
 import torch.nn.functional as F
 
 from core.powerset import Powerset
-from train.loss import (best_permutation, multilabel_loss, permute_speakers, powerset_loss,
-                        segmentation_loss)
+from train.loss import (
+    best_permutation,
+    multilabel_loss,
+    permute_speakers,
+    powerset_loss,
+    segmentation_loss,
+)
 from train.metrics import der_from_sums, der_sums
 
 

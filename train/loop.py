@@ -18,6 +18,7 @@ import math
 import random
 import sys
 import time
+import warnings
 from typing import Any, Callable, Dict, Iterable, Optional
 
 import numpy as np
@@ -282,7 +283,9 @@ def run(config: Config, world: World, data_factory: DataFactory) -> Dict[str, An
                     scaler.update()
                     nonfinite_in_row = 0
                     window.add(loss=float(loss.detach()), losses=1, grad_norm=float(grad_norm))
-                scheduler.step()
+                with warnings.catch_warnings():  # skipped steps (fp16 overflow, non-finite)
+                    warnings.filterwarnings("ignore", "Detected call of `lr_scheduler.step")
+                    scheduler.step()
                 step += 1
                 batch_in_epoch += 1
                 end_of_epoch = batch_in_epoch >= data.batches_per_epoch
