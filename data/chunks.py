@@ -50,8 +50,11 @@ def read_chunk(record: FileRecord, start_s: float, duration_s: float, *, max_spe
 
 def _empty(shape, dtype) -> torch.Tensor:
     """A tensor in shared memory inside DataLoader workers (saves a copy on the way out)."""
-    tensor = torch.empty(shape, dtype=dtype)
-    return tensor.share_memory_() if get_worker_info() is not None else tensor
+    if get_worker_info() is None:
+        return torch.empty(shape, dtype=dtype)
+    numel = int(np.prod(shape))
+    storage = torch.UntypedStorage._new_shared(numel * torch.empty(0, dtype=dtype).element_size())
+    return torch.empty(0, dtype=dtype).set_(storage, 0, shape)
 
 
 def make_batch(index: FileIndex, chunks: Sequence[Tuple[int, float]], duration_s: float, *,

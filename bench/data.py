@@ -1,0 +1,117 @@
+"""Data loader throughput: chunks per second with 0, 1 and 2 workers, and worker memory.
+
+    python run.py synth --out /tmp/avdiar_bench_db --files 20 --minutes 60 \
+        --eval-minutes 1 --esize 384            # once: a 1-hour train split, 384-dim video
+    python bench/data.py --database /tmp/avdiar_bench_db/database.yml
+
+Loads 10 s chunks (audio, 384-dim video, targets) in batches through make_train_loader
+and prints a table: workers, chunks/s (after a warm-up of a few batches), and the peak
+resident memory (VmHWM) and private memory (USS, from /proc/PID/smaps_rollup) of one
+worker. Memory is measured on the full database and on a quarter of it, to show that a
+worker's memory does not grow with the size of the database.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+from data import build_index, data_summary, load_protocol, make_train_loader  # noqa: E402
+from data.index import FileIndex  # noqa: E402
+from data.synthetic import PROTOCOL  # noqa: E402
+
+
+def _memory_mb(pid: int) -> tuple:
+    """(peak RSS, private USS) of process `pid` in MB."""
+    peak = uss = float("nan")
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                peak = int(line.split()[1]) / 1024
+        private = 0
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith(("Private_Clean:", "Private_Dirty:")):
+                private += int(line.split()[1])
+        uss = private / 1024
+    except OSError:
+        pass
+    return peak, uss
+
+
+def _subset(index: FileIndex, count: int) -> FileIndex:
+    """The first `count` files of an index (for the memory-vs-size comparison)."""
+    keep = {}
+    a, t, s = index.annotated_offsets, index.turn_offsets, index.speaker_offsets
+    for name in ("uri", "audio", "sample_rate", "num_samples", "channels", "video",
+                 "video_frames"):
+        keep[name] = getattr(index, name)[:count]
+    keep.update(annotated=index.annotated[:a[count]], annotated_offsets=a[:count + 1],
+                turns=index.turns[:t[count]], turn_speakers=index.turn_speakers[:t[count]],
+                turn_offsets=t[:count + 1], speakers=index.speakers[:s[count]],
+                speaker_offsets=s[:count + 1])
+    meta = {"protocol": index.protocol, "split": index.split, "esize": index.esize,
+            "video_fps": index.video_fps, "problems": [], "missing_video": []}
+    return FileIndex(keep, meta)
+
+
+def measure(index: FileIndex, workers: int, batch_size: int, batches: int, warmup: int) -> dict:
+    loader = make_train_loader(index, duration_s=10.0, batch_size=batch_size, seed=0,
+                               num_workers=workers, batches_per_epoch=warmup + batches)
+    iterator = iter(loader)
+    for _ in range(warmup):
+        next(iterator)
+    started = time.perf_counter()
+    chunks = 0
+    for batch in iterator:
+        chunks += batch["waveforms"].shape[0]
+    elapsed = time.perf_counter() - started
+    peak = uss = float("nan")
+    workers_pids = [w.pid for w in getattr(loader._loader._iterator, "_workers", [])]
+    if workers_pids:
+        peak, uss = _memory_mb(workers_pids[0])
+    del iterator, loader
+    return {"chunks_per_s": chunks / elapsed, "peak_mb": peak, "uss_mb": uss}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--database", default="/tmp/avdiar_bench_db/database.yml")
+    parser.add_argument("--protocol", default=PROTOCOL)
+    parser.add_argument("--video-dir", default=None, help="default: video/ next to database")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batches", type=int, default=40, help="timed batches per setting")
+    parser.add_argument("--warmup", type=int, default=4)
+    parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    video_dir = args.video_dir or str(Path(args.database).parent / "video")
+    protocol = load_protocol(args.protocol, [args.database])
+    index = build_index(protocol, "train", video_dir=video_dir, database_files=[args.database],
+                        progress=False)
+    print(data_summary(index, duration_s=10.0))
+    print(f"cpus: {os.cpu_count()}, batch size {args.batch_size}, 10 s chunks, "
+          f"esize {index.esize}\n")
+    print(f"| {'files':>5} | {'workers':>7} | {'chunks/s':>8} | {'worker peak RSS MB':>18} "
+          f"| {'worker USS MB':>13} |")
+    print(f"|{'-' * 7}|{'-' * 9}|{'-' * 10}|{'-' * 20}|{'-' * 15}|")
+    settings = [(len(index), w) for w in args.workers]
+    if len(index) >= 4 and 2 in args.workers:
+        settings.append((len(index) // 4, 2))
+    for files, workers in settings:
+        subset = index if files == len(index) else _subset(index, files)
+        result = measure(subset, workers, args.batch_size, args.batches, args.warmup)
+        print(f"| {files:>5} | {workers:>7} | {result['chunks_per_s']:>8.0f} | "
+              f"{result['peak_mb']:>18.0f} | {result['uss_mb']:>13.0f} |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
