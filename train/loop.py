@@ -66,8 +66,9 @@ def train(config: Config, data_factory: Optional[DataFactory] = None) -> Dict[st
     Keys: status (0 ok, 1 failed), step, epoch, best_der, best_step, val (last validation
     metrics), preempted, stopped_early, experiment_dir, last_checkpoint, best_checkpoint.
     """
-    with distributed(config.device) as world:
-        return run(config, world, data_factory or data_adapter.build)
+    # signals are remembered from the start (index building can take minutes)
+    with distributed(config.device) as world, StopRequest(config.experiment_dir / "STOP") as stop:
+        return run(config, world, data_factory or data_adapter.build, stop)
 
 
 def seed_all(*parts: Any) -> None:
@@ -146,7 +147,8 @@ def validate(model: torch.nn.Module, batches: Iterable[Dict[str, Any]], config: 
             **der_from_sums(total)}
 
 
-def run(config: Config, world: World, data_factory: DataFactory) -> Dict[str, Any]:
+def run(config: Config, world: World, data_factory: DataFactory,
+        stop: StopRequest) -> Dict[str, Any]:
     exp = config.experiment_dir
     ckpt_dir = exp / "checkpoints"
 
@@ -168,6 +170,12 @@ def run(config: Config, world: World, data_factory: DataFactory) -> Dict[str, An
              f"code {version}")
     if state:
         log.info(f"resuming from {resume_path} at step {start_step}")
+        changed = {k: (v, config.to_dict().get(k)) for k, v in state["config"].items()
+                   if k not in ("resume", "hf_token") and config.to_dict().get(k) != v}
+        if changed:
+            log.info("settings that differ from the checkpoint's (checkpoint -> now; the "
+                     "architecture stays the checkpoint's): " + ", ".join(
+                         f"{k}: {a} -> {b}" for k, (a, b) in sorted(changed.items())))
     log.text("config", "```\n" + config_text(config) + "\n```", 0)
 
     # --- model, frozen parts, optimizer -------------------------------------------------
@@ -256,85 +264,86 @@ def run(config: Config, world: World, data_factory: DataFactory) -> Dict[str, An
     chunks_per_step = config.batch_size * world.world_size
     window = Sums()
     t_window = time.perf_counter()
-    with StopRequest(exp / "STOP") as stop:
-        while step < total_steps and epoch < config.epochs and not (preempted or stopped_early):
-            with torch.random.fork_rng(devices=[]):  # creating the loader must not draw
-                batches = iter(data.train(epoch, batch_in_epoch))
-            t_wait = time.perf_counter()
-            for batch in batches:
-                batch = to_device(batch, world.device)
-                window.add(wait_s=time.perf_counter() - t_wait)
+    while step < total_steps and epoch < config.epochs and not (preempted or stopped_early):
+        with torch.random.fork_rng(devices=[]):  # creating the loader must not draw
+            batches = iter(data.train(epoch, batch_in_epoch))
+        t_wait = time.perf_counter()
+        for batch in batches:
+            batch = to_device(batch, world.device)
+            window.add(wait_s=time.perf_counter() - t_wait)
 
-                scores = forward(ddp, batch, config.amp, world.device)
-                loss = segmentation_loss(scores, batch["target"], model.powerset)
-                nonfinite, stop_now = any_rank([not bool(torch.isfinite(loss)), stop.local()],
-                                               world)
-                optimizer.zero_grad(set_to_none=True)
-                if nonfinite:
-                    nonfinite_in_row += 1
-                    window.add(nonfinite=1)
-                else:
-                    scaler.scale(loss).backward()
-                    scaler.unscale_(optimizer)
-                    params = [p for p in model.parameters() if p.grad is not None]
-                    grad_norm = torch.nn.utils.clip_grad_norm_(
-                        params, config.grad_clip if config.grad_clip else float("inf"))
-                    scaler.step(optimizer)
-                    scaler.update()
-                    nonfinite_in_row = 0
-                    window.add(loss=float(loss.detach()), losses=1, grad_norm=float(grad_norm))
-                with warnings.catch_warnings():  # skipped steps (fp16 overflow, non-finite)
-                    warnings.filterwarnings("ignore", "Detected call of `lr_scheduler.step")
-                    scheduler.step()
-                step += 1
-                batch_in_epoch += 1
-                end_of_epoch = batch_in_epoch >= data.batches_per_epoch
-                if end_of_epoch:
-                    epoch, batch_in_epoch = epoch + 1, 0
-                window.add(steps=1)
+            scores = forward(ddp, batch, config.amp, world.device)
+            loss = segmentation_loss(scores, batch["target"], model.powerset)
+            nonfinite, stop_now = any_rank([not bool(torch.isfinite(loss)), stop.local()],
+                                           world)
+            optimizer.zero_grad(set_to_none=True)
+            if nonfinite:
+                nonfinite_in_row += 1
+                window.add(nonfinite=1)
+            else:
+                scaler.scale(loss).backward()
+                scaler.unscale_(optimizer)
+                params = [p for p in model.parameters() if p.grad is not None]
+                grad_norm = torch.nn.utils.clip_grad_norm_(
+                    params, config.grad_clip if config.grad_clip else float("inf"))
+                scaler.step(optimizer)
+                scaler.update()
+                nonfinite_in_row = 0
+                window.add(loss=float(loss.detach()), losses=1)
+                if math.isfinite(float(grad_norm)):  # fp16 overflow steps are skipped
+                    window.add(grad_norm=float(grad_norm), norms=1)
+            with warnings.catch_warnings():  # skipped steps (fp16 overflow, non-finite)
+                warnings.filterwarnings("ignore", "Detected call of `lr_scheduler.step")
+                scheduler.step()
+            step += 1
+            batch_in_epoch += 1
+            end_of_epoch = batch_in_epoch >= data.batches_per_epoch
+            if end_of_epoch:
+                epoch, batch_in_epoch = epoch + 1, 0
+            window.add(steps=1)
 
-                if nonfinite_in_row >= config.max_nonfinite:
-                    log.info(f"step {step}: {nonfinite_in_row} non-finite losses in a row; "
-                             "stopping. Lower --lr, use --amp bf16 instead of fp16, or "
-                             "--grad-clip; the last good checkpoint is checkpoints/last.pt")
-                    print(f"training stopped: {nonfinite_in_row} non-finite losses in a row "
-                          f"at step {step} (see {exp / 'train.log'})", file=sys.stderr)
-                    status = 1
-                    break
-                if step % config.log_every == 0 or step == total_steps:
-                    elapsed = time.perf_counter() - t_window
-                    log_progress(log, window, world, optimizer, scaler, config, step, epoch,
-                                 total_steps, elapsed, chunks_per_step, val)
-                    window, t_window = Sums(), time.perf_counter()
-                if (config.val_every and step % config.val_every == 0) or (
-                        not config.val_every and end_of_epoch):
-                    val = validation(step)
-                    saved_at = step
-                    if config.patience and bad_validations >= config.patience:
-                        log.info(f"early stopping at step {step}: no better DER in "
-                                 f"{bad_validations} validations (best step {best_step})")
-                        stopped_early = True
-                if config.checkpoint_every and step % config.checkpoint_every == 0:
-                    checkpoint(f"step-{step:07d}", val=val)
-                    saved_at = step
-                if stop_now:
-                    preempted = True
-                    if saved_at != step:
-                        checkpoint(val=val)
-                        saved_at = step
-                    log.info(f"stop requested ({stop.reason()}): checkpoint at step {step} "
-                             f"saved; resume with the same command (--resume auto)")
-                    if world.is_main:
-                        stop.clear_file()
-                if stopped_early or preempted or step >= total_steps or end_of_epoch:
-                    break
-                t_wait = time.perf_counter()
-            else:  # the loader ran out before its announced length
-                raise RuntimeError(
-                    f"the training loader of epoch {epoch} stopped at batch {batch_in_epoch} "
-                    f"of {data.batches_per_epoch}")
-            if status:
+            if nonfinite_in_row >= config.max_nonfinite:
+                log.info(f"step {step}: {nonfinite_in_row} non-finite losses in a row; "
+                         "stopping. Lower --lr, use --amp bf16 instead of fp16, or "
+                         "--grad-clip; the last good checkpoint is checkpoints/last.pt")
+                print(f"training stopped: {nonfinite_in_row} non-finite losses in a row "
+                      f"at step {step} (see {exp / 'train.log'})", file=sys.stderr)
+                status = 1
                 break
+            if step % config.log_every == 0 or step == total_steps:
+                elapsed = time.perf_counter() - t_window
+                log_progress(log, window, world, optimizer, scaler, config, step, epoch,
+                             total_steps, elapsed, chunks_per_step, val)
+                window, t_window = Sums(), time.perf_counter()
+            if (config.val_every and step % config.val_every == 0) or (
+                    not config.val_every and end_of_epoch):
+                val = validation(step)
+                saved_at = step
+                if config.patience and bad_validations >= config.patience:
+                    log.info(f"early stopping at step {step}: no better DER in "
+                             f"{bad_validations} validations (best step {best_step})")
+                    stopped_early = True
+            if config.checkpoint_every and step % config.checkpoint_every == 0:
+                checkpoint(f"step-{step:07d}", val=val)
+                saved_at = step
+            if stop_now:
+                preempted = True
+                if saved_at != step:
+                    checkpoint(val=val)
+                    saved_at = step
+                log.info(f"stop requested ({stop.reason()}): checkpoint at step {step} "
+                         f"saved; resume with the same command (--resume auto)")
+                if world.is_main:
+                    stop.clear_file()
+            if stopped_early or preempted or step >= total_steps or end_of_epoch:
+                break
+            t_wait = time.perf_counter()
+        else:  # the loader ran out before its announced length
+            raise RuntimeError(
+                f"the training loader of epoch {epoch} stopped at batch {batch_in_epoch} "
+                f"of {data.batches_per_epoch}")
+        if status:
+            break
 
     if status == 0 and saved_at != step:
         checkpoint(val=val)
@@ -363,7 +372,8 @@ def log_progress(log, window: Sums, world: World, optimizer, scaler, config: Con
     scalars: Dict[str, float] = {}
     if sums.get("losses"):
         scalars["train/loss"] = sums["loss"] / sums["losses"]
-        scalars["train/grad_norm"] = sums["grad_norm"] / sums["losses"]
+    if sums.get("norms"):
+        scalars["train/grad_norm"] = sums["grad_norm"] / sums["norms"]
     for i, group in enumerate(optimizer.param_groups):
         scalars[f"train/lr/{group.get('name', i)}"] = group["lr"]
     if config.amp == "fp16":
