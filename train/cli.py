@@ -110,7 +110,11 @@ def main(args: argparse.Namespace) -> int:
     except ValueError as error:
         print(f"run.py train: {error}", file=sys.stderr)
         return 2
-    result = train(config)
+    try:
+        result = train(config)
+    except (ValueError, FileNotFoundError) as error:  # bad settings or files: no traceback
+        print(f"run.py train: {error}", file=sys.stderr)
+        return 2
     args.experiment_dir = str(config.experiment_dir)
     args.trained_checkpoint = result.get("best_checkpoint") or result.get("last_checkpoint")
     args.preempted = bool(result.get("preempted"))
