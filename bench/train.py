@@ -86,7 +86,11 @@ def main() -> int:
         start = time.perf_counter()
         config = Config(model=model, name=model, **common)
         with contextlib.redirect_stdout(io.StringIO()):  # the loop's progress lines
-            train(config, factory)
+            result = train(config, factory)
+        if result["status"] != 0 or result["preempted"] or result["step"] < 2 * args.steps:
+            print(f"{config.model}: the run stopped early at step {result['step']}; "
+                  f"see {config.experiment_dir / 'train.log'}", file=sys.stderr)
+            return 1
         window = read_window(config.experiment_dir, 2 * args.steps)
         chunks = window["perf/chunks_per_s"]
         row = {"model": config.model, "steps_per_s": chunks / args.batch_size,
