@@ -5,7 +5,7 @@ video at 25 fps. All models are built in one process and timed round-robin (one 
 each per round), so they see the same machine state; the median over rounds is reported.
 
     python -m bench.models                      # defaults: batch 32, 10 s, 5 rounds
-    python -m bench.models --batch 8 --rounds 3 --esize 384 --d-model 128
+    python -m bench.models --threads 1 --rounds 3 --esize 384 --d-model 256 --ff-mult 4
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from typing import Tuple
 
 import torch
 
@@ -20,14 +21,18 @@ from core.models import build_model
 
 
 def step(model: torch.nn.Module, waveforms: torch.Tensor, video: torch.Tensor,
-         mask: torch.Tensor) -> float:
-    """Seconds for one forward + backward pass (gradients cleared first)."""
+         mask: torch.Tensor) -> Tuple[float, float]:
+    """(wall seconds, CPU seconds of this process) for one forward + backward pass.
+
+    CPU time is the steadier measure on a machine shared with other jobs (use --threads 1
+    there: with several threads, waiting threads spin and count as CPU time too).
+    """
     model.zero_grad(set_to_none=True)
-    start = time.perf_counter()
+    start, start_cpu = time.perf_counter(), time.process_time()
     model(waveforms, video=video, video_mask=mask).mean().backward()
     if waveforms.is_cuda:
         torch.cuda.synchronize()
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - start_cpu
 
 
 def main() -> None:
@@ -36,15 +41,18 @@ def main() -> None:
     parser.add_argument("--duration-s", type=float, default=10.0)
     parser.add_argument("--esize", type=int, default=512)
     parser.add_argument("--fps", type=float, default=25.0)
-    parser.add_argument("--d-model", type=int, default=256)
+    parser.add_argument("--d-model", type=int, default=128)
     parser.add_argument("--num-layers", type=int, default=2)
-    parser.add_argument("--ff-mult", type=int, default=4)
+    parser.add_argument("--ff-mult", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=0, help="0: torch's default")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--models", default="0,6,7,8")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     device = torch.device(args.device)
     num_samples = int(args.duration_s * 16000)
@@ -61,19 +69,20 @@ def main() -> None:
     times = {key: [] for key in models}
     for round_ in range(args.warmup + args.rounds):
         for key, model in models.items():
-            seconds = step(model, waveforms, video, mask)
+            measured = step(model, waveforms, video, mask)
             if round_ >= args.warmup:
-                times[key].append(seconds)
+                times[key].append(measured)
     print(f"device {device}, threads {torch.get_num_threads()}, batch {args.batch} x "
           f"{args.duration_s:g} s, esize {args.esize}, {args.fps:g} fps, d_model {args.d_model},"
           f" layers {args.num_layers}, ff_mult {args.ff_mult}, {args.rounds} rounds")
-    base = statistics.median(times[0]) if 0 in times else None
-    for key, values in times.items():
-        median = statistics.median(values)
-        ratio = f"{median / base:.3f}x" if base else "-"
+    medians = {key: [statistics.median(m[i] for m in values) for i in (0, 1)]
+               for key, values in times.items()}
+    for key, (wall, cpu) in medians.items():
+        base = medians.get(0)
+        ratios = (f"{wall / base[0]:.3f}x wall, {cpu / base[1]:.3f}x cpu" if base else "-")
         params = sum(p.numel() for p in models[key].parameters())
-        print(f"model {key}: median {median * 1000:8.1f} ms  ratio {ratio:>7}  "
-              f"params {params:,}")
+        print(f"model {key}: median {wall:7.2f} s wall {cpu:7.2f} s cpu  ratio {ratios}  "
+              f"params {params:,}", flush=True)
 
 
 if __name__ == "__main__":

@@ -57,6 +57,8 @@ class CrossAttention(nn.Module):
         q = self.query(x).view(batch, num_queries, heads, head_dim).transpose(1, 2)
         kv = self.key_value(context).view(batch, context.shape[1], 2, heads, head_dim)
         k, v = kv.permute(2, 0, 3, 1, 4).unbind(0)
+        if attn_mask is not None and attn_mask.is_floating_point():
+            attn_mask = attn_mask.to(q.dtype)  # SDPA wants the query's dtype under autocast
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
         return self.out(y.transpose(1, 2).reshape(batch, num_queries, d_model))
 
@@ -119,13 +121,15 @@ class CoAttentionEncoder(nn.Module):
             logit, so a frame prefers frames near its own time. None = off.
     """
 
-    def __init__(self, audio_dim: int, video_dim: int, d_model: int = 256, num_layers: int = 2,
+    def __init__(self, audio_dim: int, video_dim: int, d_model: int = 128, num_layers: int = 2,
                  num_heads: int = 4, dropout: float = 0.1, locality_tau_s: Optional[float] = None,
                  ff_mult: int = 4):
         super().__init__()
         if d_model % num_heads or d_model % 2:
             raise ValueError(f"core/coattention.py: d_model={d_model} must be even and a "
                              f"multiple of num_heads={num_heads}")
+        if num_layers < 1:
+            raise ValueError(f"core/coattention.py: num_layers must be >= 1, got {num_layers}")
         if locality_tau_s is not None and locality_tau_s <= 0:
             raise ValueError(f"core/coattention.py: locality_tau_s must be > 0 seconds or None, "
                              f"got {locality_tau_s}")

@@ -29,14 +29,20 @@ from core.sincnet import SincNet
 
 
 class FusionModel(PyanNet):
-    """Common part of the fusion models: fusion hparams, video checks, modality dropout."""
+    """Common part of the fusion models: fusion hparams, video checks, modality dropout.
+
+    Co-attention defaults are d_model 128, feed-forward 2 x d_model, 2 layers, 4 heads:
+    at d_model 256 and 4 x d_model the encoder alone cost about 75% of the audio model's
+    training step on CPU (bench/models.py); these sizes keep each fusion model near the
+    1.25 x target.
+    """
 
     is_fusion = True
 
-    def __init__(self, *, esize: int, video_fps: float = 25.0, d_model: int = 256,
+    def __init__(self, *, esize: int, video_fps: float = 25.0, d_model: int = 128,
                  num_layers: int = 2, num_heads: int = 4, dropout: float = 0.1,
                  locality_tau_s: Optional[float] = None, modality_dropout: float = 0.1,
-                 ff_mult: int = 4, lstm_input_size: Optional[int] = None,
+                 ff_mult: int = 2, lstm_input_size: Optional[int] = None,
                  **backbone: Any):
         if esize is None or int(esize) <= 0:
             raise ValueError(f"core/fusion.py: model {self.model_name!r} needs esize, the size "
