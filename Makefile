@@ -22,3 +22,21 @@ lint: $(STAMP)
 
 clean-venv:
 	rm -rf $(VENV)
+
+# make bench-venv: .bench-venv with avdiar and pyannote.audio 4.0.7 (benchmarks only; the tests
+# never import pyannote.audio). make bench: run bench/vs_pyannote.py from it.
+.PHONY: bench-venv bench
+BENCH_VENV := .bench-venv
+BENCH_STAMP := $(BENCH_VENV)/.installed
+BENCH_ARGS ?= --out bench/out/vs_pyannote.md
+
+$(BENCH_STAMP): setup.cfg constraints.txt pyproject.toml
+	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install -q --upgrade pip
+	$(BENCH_VENV)/bin/python -m pip install -q -c constraints.txt -e . pyannote.audio==4.0.7
+	touch $(BENCH_STAMP)
+
+bench-venv: $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	$(BENCH_VENV)/bin/python bench/vs_pyannote.py $(BENCH_ARGS)

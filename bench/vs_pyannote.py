@@ -1,0 +1,361 @@
+"""avdiar side by side with pyannote.audio 4.0.7: the same PyanNet weights, one process.
+
+    make bench-venv                          # .bench-venv: avdiar + pyannote.audio==4.0.7
+    .bench-venv/bin/python bench/vs_pyannote.py --out bench/out/vs_pyannote.md
+    .bench-venv/bin/python bench/vs_pyannote.py --batch-size 8 --repeats 3 --infer-minutes 5
+
+Parts (each printed as it finishes, then one Markdown table of ratios ours / pyannote's):
+  check   max |ours - pyannote| on one batch (eval mode), same weights: pyannote's PyanNet
+          with segmentation-3.0's architecture, random but seeded, saved by Lightning and read
+          by core.load_pretrained.
+  step    training step (forward, NLL on random powerset targets, backward, Adam step) on
+          batch x 10 s: ours float32 vs pyannote float32, and ours under
+          torch.autocast("cpu", bfloat16) vs pyannote float32. Median over repeats after a
+          warm-up; the models take turns in every repeat, in a rotating order.
+  infer   real-time factor of segmentation over one synthetic file (10 s windows, 1 s step,
+          batch 32): eval.inference.infer_file vs pyannote.audio.Inference.
+  loader  chunks/s of training batches (10 s, batch 32, same worker count) on the synthetic
+          database: data.make_train_loader (with 384-dim video) vs pyannote's
+          SpeakerDiarization task's train_dataloader (audio only).
+  floor   FLOPs per chunk and matmul rates (bench/floor.py) against the measured steps.
+
+Both sides run with torch.set_num_threads(--threads). Other load on the machine moves the
+absolute figures; the ratios are what to read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable, Dict, List
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from bench import floor  # noqa: E402
+
+SAMPLE_RATE = 16000
+DURATION_S = 10.0
+ARCHITECTURE = {  # pyannote/segmentation-3.0
+    "sincnet": {"stride": 10},
+    "lstm": {"hidden_size": 128, "num_layers": 4, "bidirectional": True, "monolithic": True,
+             "dropout": 0.5},
+    "linear": {"hidden_size": 128, "num_layers": 2},
+}
+
+
+def _require_pyannote() -> None:
+    try:
+        import pyannote.audio  # noqa: F401
+    except ImportError:
+        sys.exit("bench/vs_pyannote.py needs pyannote.audio==4.0.7: run `make bench-venv` and "
+                 "use .bench-venv/bin/python")
+
+
+# --- the two models ---------------------------------------------------------------------
+def segmentation_specifications():
+    from pyannote.audio.core.task import Problem, Resolution, Specifications
+
+    return Specifications(problem=Problem.MONO_LABEL_CLASSIFICATION, resolution=Resolution.FRAME,
+                          duration=DURATION_S, min_duration=None,
+                          classes=[f"speaker#{i + 1}" for i in range(3)],
+                          powerset_max_classes=2, permutation_invariant=True)
+
+
+def pyannote_model(seed: int, task=None):
+    """pyannote's PyanNet with segmentation-3.0's architecture, seeded initial weights."""
+    from pyannote.audio.models.segmentation import PyanNet as TheirPyanNet
+
+    torch.manual_seed(seed)
+    model = TheirPyanNet(**ARCHITECTURE, task=task)
+    if task is None:
+        model.specifications = segmentation_specifications()
+        model.setup()
+    return model
+
+
+def save_with_lightning(model, path: Path) -> None:
+    """Write `model` as pyannote training does: Lightning's Trainer.save_checkpoint."""
+    import lightning
+
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = lightning.Trainer(accelerator="cpu", devices=1, logger=False,
+                                    enable_progress_bar=False, enable_model_summary=False,
+                                    default_root_dir=tmp)
+        trainer.strategy.connect(model)
+        trainer.save_checkpoint(str(path), weights_only=False)
+
+
+def both_models(seed: int, workdir: Path):
+    """(ours, theirs) holding identical weights."""
+    from core import load_pretrained
+
+    theirs = pyannote_model(seed)
+    checkpoint = workdir / "pyannet.ckpt"
+    save_with_lightning(theirs, checkpoint)
+    return load_pretrained(str(checkpoint)), theirs
+
+
+def max_abs_difference(ours, theirs, batch_size: int) -> float:
+    """max |ours - theirs| of the eval-mode log-probabilities on one random batch."""
+    waveforms = 0.1 * torch.randn(batch_size, 1, int(DURATION_S * SAMPLE_RATE),
+                                  generator=torch.Generator().manual_seed(1))
+    ours.eval()
+    theirs.eval()
+    with torch.inference_mode():
+        return float((ours(waveforms) - theirs(waveforms)).abs().max())
+
+
+# --- training step ----------------------------------------------------------------------
+def make_step(model, bf16: bool) -> Callable[[torch.Tensor, torch.Tensor], float]:
+    """A function (waveforms, targets) -> seconds of one full training step of `model`."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    model.train()
+
+    def step(waveforms: torch.Tensor, targets: torch.Tensor) -> float:
+        started = time.perf_counter()
+        optimizer.zero_grad(set_to_none=True)
+        context = (torch.autocast("cpu", dtype=torch.bfloat16) if bf16
+                   else contextlib.nullcontext())
+        with context:
+            scores = model(waveforms)
+        loss = F.nll_loss(scores.float().reshape(-1, scores.shape[-1]), targets.reshape(-1))
+        loss.backward()
+        optimizer.step()
+        return time.perf_counter() - started
+
+    return step
+
+
+def time_steps(steps: Dict[str, Callable], batch_size: int, repeats: int,
+               warmup: int) -> Dict[str, float]:
+    """Median seconds per step of each named step function; all take turns every repeat."""
+    num_samples = int(DURATION_S * SAMPLE_RATE)
+    generator = torch.Generator().manual_seed(2)
+    waveforms = 0.1 * torch.randn(batch_size, 1, num_samples, generator=generator)
+    targets = torch.randint(0, 7, (batch_size, 589), generator=generator)
+    names = list(steps)
+    times: Dict[str, List[float]] = {name: [] for name in names}
+    for repeat in range(warmup + repeats):
+        order = names[repeat % len(names):] + names[:repeat % len(names)]
+        seconds = {name: steps[name](waveforms, targets) for name in order}
+        for name in names:
+            if repeat >= warmup:
+                times[name].append(seconds[name])
+        print(f"  step {'warm-up' if repeat < warmup else 'repeat'} {repeat + 1}/"
+              f"{warmup + repeats}: " + ", ".join(f"{n} {seconds[n]:.2f} s" for n in names),
+              flush=True)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def native_bf16() -> bool:
+    """True when this CPU has bf16 matmul instructions (AVX512-BF16 or AMX)."""
+    capability = torch.backends.cpu.get_cpu_capability()
+    return "AVX512" in capability or "AMX" in capability
+
+
+# --- inference --------------------------------------------------------------------------
+def synthetic_recording(minutes: float, seed: int = 3) -> torch.Tensor:
+    """(1, samples) float32: noise with a slow random envelope, `minutes` long at 16 kHz."""
+    generator = torch.Generator().manual_seed(seed)
+    num_samples = int(minutes * 60 * SAMPLE_RATE)
+    envelope = torch.rand(1, 1, num_samples // 4000 + 2, generator=generator)
+    envelope = F.interpolate(envelope, size=num_samples, mode="linear")[0]
+    return (0.1 * envelope * torch.randn(1, num_samples, generator=generator)).float()
+
+
+def time_inference(ours, theirs, waveform: torch.Tensor, batch_size: int) -> Dict[str, float]:
+    """Seconds for the whole file: {"ours": ..., "pyannote": ...}."""
+    from pyannote.audio import Inference
+
+    from eval.inference import infer_file
+
+    results = {}
+    inference = Inference(theirs, window="sliding", step=1.0, batch_size=batch_size,
+                          device=torch.device("cpu"))
+    started = time.perf_counter()
+    inference({"waveform": waveform, "sample_rate": SAMPLE_RATE})
+    results["pyannote"] = time.perf_counter() - started
+    print(f"  pyannote Inference: {results['pyannote']:.1f} s", flush=True)
+    started = time.perf_counter()
+    infer_file(ours, waveform, step_ratio=1.0 / DURATION_S, batch_size=batch_size)
+    results["ours"] = time.perf_counter() - started
+    print(f"  ours infer_file: {results['ours']:.1f} s", flush=True)
+    return results
+
+
+# --- data loading -----------------------------------------------------------------------
+def ensure_database(path: Path, files: int, minutes: float, esize: int) -> Path:
+    """database.yml of the synthetic database in `path`, generated when missing."""
+    from data import generate_database
+
+    yml = path / "database.yml"
+    if not yml.exists():
+        print(f"  generating {files} files, {minutes:g} min, esize {esize} in {path}", flush=True)
+        generate_database(path, files=files, minutes=minutes, eval_minutes=2.0, esize=esize,
+                          seed=0, progress=False)
+    return yml
+
+
+def _chunks_per_s(batches, warmup: int, count: int) -> float:
+    iterator = iter(batches)
+    for _ in range(warmup):
+        next(iterator)
+    started, chunks = time.perf_counter(), 0
+    for _ in range(count):
+        batch = next(iterator)
+        chunks += len(batch["waveforms"] if "waveforms" in batch else batch["X"])
+    return chunks / (time.perf_counter() - started)
+
+
+def time_loaders(yml: Path, workers: int, batch_size: int, batches: int, warmup: int,
+                 rounds: int, workdir: Path) -> Dict[str, float]:
+    """Median chunks/s over `rounds` of ours and pyannote's loader, in turns."""
+    from pyannote.audio.tasks import SpeakerDiarization
+
+    from data import build_index, load_protocol, make_train_loader
+    from data.synthetic import PROTOCOL
+
+    protocol = load_protocol(PROTOCOL, [str(yml)])
+    index = build_index(protocol, "train", video_dir=str(yml.parent / "video"),
+                        database_files=[str(yml)], progress=False)
+    task = SpeakerDiarization(load_protocol(PROTOCOL, [str(yml)]), duration=DURATION_S,
+                              batch_size=batch_size, num_workers=workers,
+                              cache=str(workdir / "pyannote-cache"))
+    model = pyannote_model(0, task=task)
+    model.prepare_data()
+    model.setup()
+    rates: Dict[str, List[float]] = {"ours": [], "pyannote": []}
+    for round_ in range(rounds):
+        loader = make_train_loader(index, duration_s=DURATION_S, batch_size=batch_size, seed=round_,
+                                   num_workers=workers, batches_per_epoch=warmup + batches)
+        rates["ours"].append(_chunks_per_s(loader, warmup, batches))
+        del loader
+        rates["pyannote"].append(_chunks_per_s(task.train_dataloader(), warmup, batches))
+        print(f"  loader round {round_ + 1}/{rounds}: ours {rates['ours'][-1]:.0f} chunks/s, "
+              f"pyannote {rates['pyannote'][-1]:.0f} chunks/s", flush=True)
+    return {name: statistics.median(values) for name, values in rates.items()}
+
+
+# --- the report -------------------------------------------------------------------------
+def table(rows: List[List[str]]) -> str:
+    lines = ["| measure | ours | pyannote.audio 4.0.7 | ours / pyannote | target | met |",
+             "| --- | ---: | ---: | ---: | ---: | :---: |"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def ratio_row(name: str, ours: float, theirs: float, unit: str, target: str,
+              higher_is_better: bool = False) -> List[str]:
+    ratio = ours / theirs
+    bound = float(target.lstrip("<>= x").rstrip("x"))
+    met = ratio >= bound if higher_is_better else ratio <= bound
+    return [name, f"{ours:.3g} {unit}", f"{theirs:.3g} {unit}", f"{ratio:.2f}x", target,
+            "yes" if met else "no"]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batch-size", type=int, default=32, help="training step batch")
+    parser.add_argument("--repeats", type=int, default=5, help="timed steps per model")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed steps per model first")
+    parser.add_argument("--bf16-batch-size", type=int, default=None,
+                        help="batch of the bf16 comparison (default: --batch-size on CPUs with "
+                             "native bf16, else 1: emulated bf16 is ~100x slower); 0 skips it")
+    parser.add_argument("--infer-minutes", type=float, default=30.0, help="file length; 0 skips")
+    parser.add_argument("--infer-batch-size", type=int, default=32)
+    parser.add_argument("--database", default="/tmp/bench_db",
+                        help="synthetic database folder (generated when missing)")
+    parser.add_argument("--db-files", type=int, default=12)
+    parser.add_argument("--db-minutes", type=float, default=60.0)
+    parser.add_argument("--workers", type=int, default=2, help="loader workers; -1 skips")
+    parser.add_argument("--loader-batches", type=int, default=20)
+    parser.add_argument("--loader-rounds", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default=None, help="also write the Markdown report here")
+    args = parser.parse_args()
+    _require_pyannote()
+    torch.set_num_threads(args.threads)
+    import copy
+
+    import pyannote.audio
+
+    started_at = time.strftime("%Y-%m-%d %H:%M %Z")
+    bf16_batch = args.bf16_batch_size
+    if bf16_batch is None:
+        bf16_batch = args.batch_size if native_bf16() else 1
+    header = (f"{started_at}; torch {torch.__version__}, pyannote.audio "
+              f"{pyannote.audio.__version__}; CPU capability "
+              f"{torch.backends.cpu.get_cpu_capability()}, {args.threads} threads")
+    print(header, flush=True)
+    rows: List[List[str]] = []
+    sections: List[str] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        ours, theirs = both_models(args.seed, workdir)
+        difference = max_abs_difference(ours, theirs, min(args.batch_size, 4))
+        print(f"check: max |ours - pyannote| = {difference:.2e}", flush=True)
+
+        print(f"step: batch {args.batch_size} x 10 s float32", flush=True)
+        steps = time_steps({"ours": make_step(ours, False), "pyannote": make_step(theirs, False)},
+                           args.batch_size, args.repeats, args.warmup)
+        rows.append(ratio_row(f"train step, batch {args.batch_size} x 10 s, float32",
+                              steps["ours"], steps["pyannote"], "s", "<= 0.7x"))
+        measured_floor = {"float32": steps["ours"]}
+        if bf16_batch > 0:
+            print(f"step: batch {bf16_batch} x 10 s, ours bf16 autocast vs pyannote float32",
+                  flush=True)
+            bf16 = time_steps(
+                {"ours bf16": make_step(copy.deepcopy(ours), True),
+                 "pyannote": make_step(copy.deepcopy(theirs), False)},
+                bf16_batch, args.repeats, args.warmup)
+            rows.append(ratio_row(f"train step, batch {bf16_batch} x 10 s, ours bf16 autocast "
+                                  "vs pyannote float32", bf16["ours bf16"], bf16["pyannote"],
+                                  "s", "<= 0.35x"))
+            if bf16_batch == args.batch_size:
+                measured_floor["bf16"] = bf16["ours bf16"]
+
+        if args.infer_minutes > 0:
+            print(f"infer: {args.infer_minutes:g} min file", flush=True)
+            waveform = synthetic_recording(args.infer_minutes)
+            seconds = time_inference(ours, theirs, waveform, args.infer_batch_size)
+            audio_s = args.infer_minutes * 60
+            rows.append(ratio_row(f"inference RTF, {args.infer_minutes:g} min file, 10 s windows"
+                                  f" / 1 s step, batch {args.infer_batch_size}",
+                                  seconds["ours"] / audio_s, seconds["pyannote"] / audio_s, "",
+                                  "<= 0.5x"))
+
+        if args.workers >= 0:
+            print(f"loader: {args.workers} workers", flush=True)
+            yml = ensure_database(Path(args.database), args.db_files, args.db_minutes, 384)
+            rates = time_loaders(yml, args.workers, 32, args.loader_batches, 3,
+                                 args.loader_rounds, workdir)
+            rows.append(ratio_row(f"train loader, chunks/s, batch 32, {args.workers} workers "
+                                  "(ours with 384-dim video)", rates["ours"], rates["pyannote"],
+                                  "/s", ">= 2x", higher_is_better=True))
+
+    rows.append(["max abs difference of outputs, same weights and batch", f"{difference:.1e}",
+                 "", "", "<= 1e-4", "yes" if difference <= 1e-4 else "no"])
+    print("floor: matmul rates", flush=True)
+    rates = floor.measure_rates(args.batch_size)
+    sections.append("### Floor\n\n" + floor.floor_report(rates, args.batch_size, measured_floor))
+    report = "\n\n".join([f"## avdiar vs pyannote.audio\n\n{header}\n\ncommand: `python "
+                          + " ".join(sys.argv) + "`", table(rows)] + sections) + "\n"
+    print("\n" + report)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(report, encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
