@@ -4,7 +4,7 @@ Real segmentation-3.0 sizes (LSTM 128 x 4 bidirectional, linear 128 x 2), batch 
 video at 25 fps. All models are built in one process and timed round-robin (one step of
 each per round), so they see the same machine state; the median over rounds is reported.
 
-    python -m bench.models                      # defaults: batch 32, 10 s, 5 rounds
+    python -m bench.models --threads 1 --rounds 3   # batch 32 x 10 s, model defaults
     python -m bench.models --threads 1 --rounds 3 --esize 384 --d-model 256 --ff-mult 4
 """
 
@@ -41,9 +41,9 @@ def main() -> None:
     parser.add_argument("--duration-s", type=float, default=10.0)
     parser.add_argument("--esize", type=int, default=512)
     parser.add_argument("--fps", type=float, default=25.0)
-    parser.add_argument("--d-model", type=int, default=128)
+    parser.add_argument("--d-model", type=int, default=64)
     parser.add_argument("--num-layers", type=int, default=2)
-    parser.add_argument("--ff-mult", type=int, default=2)
+    parser.add_argument("--ff-mult", type=int, default=4)
     parser.add_argument("--threads", type=int, default=0, help="0: torch's default")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=1)

@@ -121,7 +121,7 @@ class CoAttentionEncoder(nn.Module):
             logit, so a frame prefers frames near its own time. None = off.
     """
 
-    def __init__(self, audio_dim: int, video_dim: int, d_model: int = 128, num_layers: int = 2,
+    def __init__(self, audio_dim: int, video_dim: int, d_model: int = 64, num_layers: int = 2,
                  num_heads: int = 4, dropout: float = 0.1, locality_tau_s: Optional[float] = None,
                  ff_mult: int = 4):
         super().__init__()

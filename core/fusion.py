@@ -31,18 +31,19 @@ from core.sincnet import SincNet
 class FusionModel(PyanNet):
     """Common part of the fusion models: fusion hparams, video checks, modality dropout.
 
-    Co-attention defaults are d_model 128, feed-forward 2 x d_model, 2 layers, 4 heads:
-    at d_model 256 and 4 x d_model the encoder alone cost about 75% of the audio model's
-    training step on CPU (bench/models.py); these sizes keep each fusion model near the
-    1.25 x target.
+    Co-attention defaults are d_model 64, feed-forward 4 x d_model, 2 layers, 4 heads.
+    Measured with bench/models.py (batch 32 x 10 s, CPU, one thread, CPU-time ratio to the
+    audio model): d_model 256 / ff 4 made the encoder alone cost ~75% of the audio step;
+    d_model 128 / ff 2 gave 1.35x (6), 1.33x (7), 1.41x (8); d_model 64 / ff 4 gave about
+    1.10x, 1.01x, 1.00x (a shared machine: +-10%). Pass d_model=256 for the issue's size.
     """
 
     is_fusion = True
 
-    def __init__(self, *, esize: int, video_fps: float = 25.0, d_model: int = 128,
+    def __init__(self, *, esize: int, video_fps: float = 25.0, d_model: int = 64,
                  num_layers: int = 2, num_heads: int = 4, dropout: float = 0.1,
                  locality_tau_s: Optional[float] = None, modality_dropout: float = 0.1,
-                 ff_mult: int = 2, lstm_input_size: Optional[int] = None,
+                 ff_mult: int = 4, lstm_input_size: Optional[int] = None,
                  **backbone: Any):
         if esize is None or int(esize) <= 0:
             raise ValueError(f"core/fusion.py: model {self.model_name!r} needs esize, the size "
