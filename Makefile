@@ -20,7 +20,7 @@ DEMO := demo
 DEMO_STEPS ?= 150
 DEMO_TRAIN := --protocol Synthetic.SpeakerDiarization.AV --database $(DEMO)/db/database.yml \
 	--video-dir $(DEMO)/db/video --esize 128 --duration 5 --batch-size 16 --max-steps $(DEMO_STEPS) \
-	--val-every 50 --lstm-hidden 64 --lstm-layers 2 --linear-hidden 64 --cdir $(DEMO) --project runs \
+	--val-every 50 --workers 1 --lstm-hidden 64 --lstm-layers 2 --linear-hidden 64 --cdir $(DEMO) --project runs \
 	--groundtruths test
 
 demo: $(STAMP)
