@@ -23,6 +23,7 @@ DEMO_TRAIN := --protocol Synthetic.SpeakerDiarization.AV --database $(DEMO)/db/d
 	--val-every 50 --workers 1 --lstm-hidden 64 --lstm-layers 2 --linear-hidden 64 --cdir $(DEMO) --project runs \
 	--groundtruths test
 
+demo: export HF_HUB_OFFLINE ?= 1
 demo: $(STAMP)
 	test -f $(DEMO)/db/database.yml || $(PY) run.py synth --out $(DEMO)/db --esize 128
 	for m in 0 6 7 8; do $(PY) run.py --model $$m --name model$$m $(DEMO_TRAIN) || exit 1; done
