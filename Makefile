@@ -14,22 +14,14 @@ $(STAMP): setup.cfg constraints.txt pyproject.toml
 
 install: $(STAMP)
 
-# make demo: synthetic AV database, tiny audio-only + models 6/7/8 trained from scratch,
-# evaluated and compared. Everything lands under demo/.
-DEMO := demo
-DEMO_STEPS ?= 150
-DEMO_TRAIN := --protocol Synthetic.SpeakerDiarization.AV --database $(DEMO)/db/database.yml \
-	--video-dir $(DEMO)/db/video --esize 128 --duration 5 --batch-size 16 --max-steps $(DEMO_STEPS) \
-	--val-every 50 --workers 1 --lstm-hidden 64 --lstm-layers 2 --linear-hidden 64 --cdir $(DEMO) --project runs \
-	--groundtruths test
+# make demo: synthetic AV database, small audio-only + models 6/7/8 trained from scratch,
+# evaluated and compared (eval/demo.py). Everything lands under demo/.
+DEMO ?= demo
+DEMO_ARGS ?=
 
 demo: export HF_HUB_OFFLINE ?= 1
 demo: $(STAMP)
-	test -f $(DEMO)/db/database.yml || $(PY) run.py synth --out $(DEMO)/db --esize 128
-	for m in 0 6 7 8; do $(PY) run.py --model $$m --name model$$m $(DEMO_TRAIN) || exit 1; done
-	$(PY) run.py compare $(DEMO)/runs/model0 $(DEMO)/runs/model6 $(DEMO)/runs/model7 $(DEMO)/runs/model8 --out $(DEMO)
-	@echo "demo: reports, RTTMs, TensorBoard logs and plots under $(DEMO)/ ; table in $(DEMO)/comparison.md"
-	@cat $(DEMO)/comparison.md
+	$(PY) run.py demo --out $(DEMO) $(DEMO_ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
