@@ -1,0 +1,54 @@
+"""run.py demo end to end, in small: database, two models, evaluation, comparison, reuse."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = ["--models", "0,8", "--steps", "2", "--batch-size", "2", "--val-every", "2",
+         "--files", "2", "--minutes", "0.5", "--esize", "16"]
+
+
+def run_demo(out: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "run.py", "demo", "--out", str(out), *SMALL],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.slow
+def test_demo_trains_evaluates_compares_and_reuses(tmp_path):
+    out = tmp_path / "démo"
+    first = run_demo(out)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert (out / "db" / "database.yml").is_file()
+    rows = list(csv.DictReader(open(out / "comparison.csv", encoding="utf-8")))
+    assert {r["experiment"] for r in rows} == {"model0", "model8"}
+    assert {r["mode"] for r in rows} >= {"oracle"}
+    for row in rows:
+        assert 0.0 <= float(row["der"]) < 1000.0
+    for name in ("model0", "model8"):
+        run = out / "runs" / name
+        assert (run / "eval" / "report.json").is_file()
+        assert list((run / "tensorboard").glob("events.out.tfevents.*"))
+        assert (run / "checkpoints" / "last.pt").is_file()
+    assert "| model8 | 8 | hybrid" in first.stdout
+
+    stamp = (out / "runs" / "model0" / "checkpoints" / "last.pt").stat().st_mtime_ns
+    second = run_demo(out)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "reusing the synthetic database" in second.stdout
+    assert (out / "runs" / "model0" / "checkpoints" / "last.pt").stat().st_mtime_ns == stamp
+
+
+def test_demo_rejects_unknown_model_ids(tmp_path):
+    result = subprocess.run([sys.executable, "run.py", "demo", "--out", str(tmp_path),
+                             "--models", "0,5"], cwd=ROOT, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 2
+    assert "--models" in result.stderr and "'0,5'" in result.stderr
