@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -61,23 +62,27 @@ def _subset(index: FileIndex, count: int) -> FileIndex:
     return FileIndex(keep, meta)
 
 
-def measure(index: FileIndex, workers: int, batch_size: int, batches: int, warmup: int) -> dict:
+def measure(index: FileIndex, workers: int, batch_size: int, batches: int, warmup: int,
+            recycle: bool = True) -> dict:
     loader = make_train_loader(index, duration_s=10.0, batch_size=batch_size, seed=0,
-                               num_workers=workers, batches_per_epoch=warmup + batches)
+                               num_workers=workers, batches_per_epoch=warmup + batches,
+                               recycle=recycle)
     iterator = iter(loader)
     for _ in range(warmup):
         next(iterator)
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     chunks = 0
     for batch in iterator:
         chunks += batch["waveforms"].shape[0]
     elapsed = time.perf_counter() - started
+    main_cpu = time.process_time() - cpu_started
     peak = uss = float("nan")
     workers_pids = [w.pid for w in getattr(loader._loader._iterator, "_workers", [])]
     if workers_pids:
         peak, uss = _memory_mb(workers_pids[0])
     del iterator, loader
-    return {"chunks_per_s": chunks / elapsed, "peak_mb": peak, "uss_mb": uss}
+    return {"chunks_per_s": chunks / elapsed, "peak_mb": peak, "uss_mb": uss,
+            "main_ms": 1000 * main_cpu / batches}
 
 
 def main() -> int:
@@ -90,6 +95,10 @@ def main() -> int:
     parser.add_argument("--batches", type=int, default=40, help="timed batches per setting")
     parser.add_argument("--warmup", type=int, default=4)
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--repeats", type=int, default=1, help="rounds of every setting "
+                        "(interleaved); the table gives the median and each round")
+    parser.add_argument("--compare", action="store_true", help="also measure the former "
+                        "path: fresh shared memory for every batch (recycle=False)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     video_dir = args.video_dir or str(Path(args.database).parent / "video")
@@ -98,18 +107,31 @@ def main() -> int:
                         progress=False)
     print(data_summary(index, duration_s=10.0))
     print(f"cpus: {os.cpu_count()}, batch size {args.batch_size}, 10 s chunks, "
-          f"esize {index.esize}\n")
-    print(f"| {'files':>5} | {'workers':>7} | {'chunks/s':>8} | {'worker peak RSS MB':>18} "
-          f"| {'worker USS MB':>13} |")
-    print(f"|{'-' * 7}|{'-' * 9}|{'-' * 10}|{'-' * 20}|{'-' * 15}|")
+          f"esize {index.esize}, {args.batches} timed batches after {args.warmup}, "
+          f"{args.repeats} round(s)\n")
     settings = [(len(index), w) for w in args.workers]
     if len(index) >= 4 and 2 in args.workers:
         settings.append((len(index) // 4, 2))
-    for files, workers in settings:
-        subset = index if files == len(index) else _subset(index, files)
-        result = measure(subset, workers, args.batch_size, args.batches, args.warmup)
-        print(f"| {files:>5} | {workers:>7} | {result['chunks_per_s']:>8.0f} | "
-              f"{result['peak_mb']:>18.0f} | {result['uss_mb']:>13.0f} |", flush=True)
+    paths = [True, False] if args.compare else [True]
+    results: dict = {}
+    for _ in range(args.repeats):
+        for files, workers in settings:
+            subset = index if files == len(index) else _subset(index, files)
+            for recycle in paths:
+                result = measure(subset, workers, args.batch_size, args.batches, args.warmup,
+                                 recycle)
+                results.setdefault((files, workers, recycle), []).append(result)
+    print("| files | workers | batches from workers | chunks/s (median) | rounds | "
+          "main CPU ms/batch | worker peak RSS MB | worker USS MB |")
+    print("|---:|---:|---|---:|---|---:|---:|---:|")
+    for (files, workers, recycle), rounds in results.items():
+        rates = [r["chunks_per_s"] for r in rounds]
+        kind = "recycled" if recycle else "fresh (former)"
+        print(f"| {files} | {workers} | {kind} | {statistics.median(rates):.0f} | "
+              f"{' '.join(f'{r:.0f}' for r in rates)} | "
+              f"{statistics.median(r['main_ms'] for r in rounds):.1f} | "
+              f"{max(r['peak_mb'] for r in rounds):.0f} | {max(r['uss_mb'] for r in rounds):.0f} |",
+              flush=True)
     return 0
 
 

@@ -3,10 +3,15 @@
     read_audio(record) -> (1, S) float32 tensor of the whole file at 16 kHz
     read_audio(record, start_s, duration_s) -> (1, round(duration_s * 16000)) float32
     read_audio_into(out (S,) float32 numpy, record, start_s)   # no allocation, for batches
+    read_audio_into(out (S,) int16 numpy, record, start_s)     # raw PCM, if is_pcm16(record)
 
-Only the requested samples are decoded (soundfile seek). Several channels are averaged
-(a DataWarning says so once per process); a file that is not at 16 kHz is read at its
-own rate and resampled with torchaudio (a DataWarning once per file and process).
+Only the requested samples are decoded (soundfile seek). A mono 16 kHz 16-bit PCM file
+(`is_pcm16`) can also be read as raw int16 samples, without conversion: the float32
+samples are exactly int16 * 2**-15 (libsndfile's normalisation), and DataLoader workers
+then pass half the bytes (data.chunks.to_float32 converts in the main process).
+Several channels are averaged (a DataWarning says so once per process); a file that is not
+at 16 kHz is read at its own rate and resampled with torchaudio (a DataWarning once per
+file and process).
 Open files are kept in a small per-process LRU (at most MAX_OPEN_FILES), reset after a
 fork, so that memory does not grow with the size of the database.
 """
@@ -70,12 +75,24 @@ def _read_native(record: FileRecord, first: int, count: int) -> np.ndarray:
     return out
 
 
+def is_pcm16(record: FileRecord) -> bool:
+    """Whether `record` reads exactly as int16 samples: mono, 16 kHz, 16-bit PCM (or empty)."""
+    if record.num_samples == 0:
+        return True
+    if record.sample_rate != SAMPLE_RATE or record.channels != 1:
+        return False
+    return _handle(record.audio).subtype == "PCM_16"
+
+
 def read_audio_into(out: np.ndarray, record: FileRecord, start_s: float) -> None:
-    """Fill `out` (S,) float32 with S samples at 16 kHz from `start_s` seconds on."""
+    """Fill `out` (S,) with S samples at 16 kHz from `start_s` seconds on: float32 in
+    [-1, 1], or raw int16 when out is int16 (only for files where is_pcm16 holds)."""
     num_samples = out.shape[0]
     if record.num_samples == 0:
-        out[:] = 0.0
+        out[:] = 0
         return
+    if out.dtype == np.int16 and not is_pcm16(record):
+        raise ValueError(f"{record.audio} is not mono 16 kHz 16-bit PCM; read it as float32")
     if record.channels > 1:
         _warn_once("channels", f"{record.uri}: {record.channels} channels; averaging channels "
                    "to mono (said once for all files)")
@@ -84,11 +101,15 @@ def read_audio_into(out: np.ndarray, record: FileRecord, start_s: float) -> None
         first = int(round(start_s * SAMPLE_RATE))
         if record.channels == 1:
             lo, hi = max(first, 0), min(first + num_samples, record.num_samples)
-            out[:] = 0.0
-            if hi > lo:
-                handle = _handle(record.audio)
-                handle.seek(lo)
-                handle.read(hi - lo, dtype="float32", out=out[lo - first:hi - first])
+            if hi <= lo:
+                out[:] = 0
+                return
+            out[:lo - first] = 0  # zero only the padding: samples are written once
+            out[hi - first:] = 0
+            handle = _handle(record.audio)
+            handle.seek(lo)
+            handle.read(hi - lo, dtype=out.dtype.name, fill_value=0,
+                        out=out[lo - first:hi - first])
             return
         out[:] = _read_native(record, first, num_samples).mean(axis=1)
         return

@@ -19,19 +19,24 @@ i.e. the issue's "annotated duration / chunk duration / world size" chunks, in b
 DataLoader settings: batch_size=None (items are batches), one torch thread per worker,
 pin_memory (use it on CUDA), persistent_workers when num_workers > 0, prefetch_factor.
 The epoch/batch sampler runs in the main process, so persistent workers follow epochs.
+
+Workers write batches into a ring of recycled shared-memory buffers (data.slots) and the
+loaders turn them back into batch dicts; `recycle=False` gives every batch fresh shared
+memory (the former path, kept for bench/data.py's comparison).
 """
 
 from __future__ import annotations
 
 import hashlib
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
 
-from data.chunks import TrainSampler, make_batch, validation_chunks
+from data.chunks import TrainSampler, batch_spec, fill_batch, make_batch, validation_chunks
 from data.index import FileIndex
+from data.slots import SlotRing, layout, views
 
 
 def stable_seed(*parts) -> int:
@@ -46,13 +51,46 @@ def default_batches_per_epoch(sampler: TrainSampler, duration_s: float, batch_si
     return max(1, int(sampler.total_s / duration_s / batch_size / world_size))
 
 
-class TrainChunks(Dataset):
-    """Map-style dataset of training batches: item (epoch, i) is batch i of that epoch."""
+class _Batches(Dataset):
+    """Builds batches of chunks, packed in a recycled buffer unless `recycle` is False;
+    `unpack` (main process) turns an item back into the batch dict."""
+
+    index: FileIndex
+    duration_s: float
+    max_speakers: int
+    esize: int
+    video_fps: float
+    stride: int
+
+    def __init__(self, recycle: bool):
+        self.recycle = bool(recycle)
+        self.ring = SlotRing()
+
+    def batch(self, chunks: Sequence[Tuple[int, float]]) -> Dict:
+        options = dict(max_speakers=self.max_speakers, video_fps=self.video_fps,
+                       stride=self.stride)
+        if not self.recycle or get_worker_info() is None:  # in-process: plain private memory
+            return make_batch(self.index, chunks, self.duration_s, esize=self.esize, **options)
+        entries, nbytes = layout(batch_spec(len(chunks), self.duration_s, esize=self.esize,
+                                            **options))
+        slot, generation, buffer = self.ring.buffer(nbytes)
+        uris = fill_batch(views(buffer, entries), self.index, chunks, self.duration_s, **options)
+        return {"_buffer": buffer, "_layout": entries, "_slot": slot,
+                "_generation": generation, "uri": uris}
+
+    def unpack(self, item: Dict) -> Dict:
+        return self.ring.unpack(item)
+
+
+class TrainChunks(_Batches):
+    """Map-style dataset of training batches: item (epoch, i) is batch i of that epoch
+    (packed: `unpack` gives the batch dict)."""
 
     def __init__(self, index: FileIndex, *, duration_s: float, batch_size: int,
                  max_speakers: int = 3, seed: int = 0, rank: int = 0, world_size: int = 1,
                  esize: Optional[int] = None, video_fps: float = 25.0, stride: int = 10,
-                 batches_per_epoch: Optional[int] = None):
+                 batches_per_epoch: Optional[int] = None, recycle: bool = True):
+        super().__init__(recycle)
         self.index = index
         self.duration_s = float(duration_s)
         self.batch_size = int(batch_size)
@@ -74,9 +112,7 @@ class TrainChunks(Dataset):
 
     def __getitem__(self, key) -> Dict:
         epoch, i = key if isinstance(key, tuple) else (0, key)
-        return make_batch(self.index, self.chunks(epoch, i), self.duration_s,
-                          max_speakers=self.max_speakers, esize=self.esize,
-                          video_fps=self.video_fps, stride=self.stride)
+        return self.batch(self.chunks(epoch, i))
 
 
 class _EpochBatches(Sampler):
@@ -139,7 +175,8 @@ class TrainLoader:
         return len(self._order)
 
     def __iter__(self) -> Iterator[Dict]:
-        yield from self._loader
+        for item in self._loader:
+            yield self.dataset.unpack(item)
         # a completed pass moves on to the next epoch (set_epoch overrides)
         self._order.epoch, self._order.start_batch = self._order.epoch + 1, 0
 
@@ -149,24 +186,28 @@ def make_train_loader(index: FileIndex, *, duration_s: float, batch_size: int,
                       epoch: int = 0, start_batch: int = 0, num_workers: int = 0,
                       pin_memory: bool = False, esize: Optional[int] = None,
                       video_fps: float = 25.0, batches_per_epoch: Optional[int] = None,
-                      stride: int = 10, prefetch_factor: int = 2) -> TrainLoader:
+                      stride: int = 10, prefetch_factor: int = 2,
+                      recycle: bool = True) -> TrainLoader:
     """A `TrainLoader` starting at batch `start_batch` of `epoch` (see module docstring)."""
     dataset = TrainChunks(index, duration_s=duration_s, batch_size=batch_size,
                           max_speakers=max_speakers, seed=seed, rank=rank, world_size=world_size,
                           esize=esize, video_fps=video_fps, stride=stride,
-                          batches_per_epoch=batches_per_epoch)
+                          batches_per_epoch=batches_per_epoch, recycle=recycle)
     loader = TrainLoader(dataset, epoch=epoch, start_batch=0, num_workers=num_workers,
                          pin_memory=pin_memory, prefetch_factor=prefetch_factor)
     loader.set_epoch(epoch, start_batch)
     return loader
 
 
-class ValidationChunks(Dataset):
-    """Map-style dataset: item i is batch i of the fixed `validation_chunks` of this rank."""
+class ValidationChunks(_Batches):
+    """Map-style dataset: item i is batch i of the fixed `validation_chunks` of this rank
+    (packed: `unpack` gives the batch dict)."""
 
     def __init__(self, index: FileIndex, *, duration_s: float, batch_size: int,
                  max_speakers: int = 3, rank: int = 0, world_size: int = 1,
-                 esize: Optional[int] = None, video_fps: float = 25.0, stride: int = 10):
+                 esize: Optional[int] = None, video_fps: float = 25.0, stride: int = 10,
+                 recycle: bool = True):
+        super().__init__(recycle)
         self.index = index
         self.duration_s, self.batch_size = float(duration_s), int(batch_size)
         self.max_speakers, self.stride, self.video_fps = int(max_speakers), int(stride), video_fps
@@ -178,18 +219,31 @@ class ValidationChunks(Dataset):
         return (len(self.chunks) + self.batch_size - 1) // self.batch_size
 
     def __getitem__(self, i: int) -> Dict:
-        chunks = self.chunks[i * self.batch_size:(i + 1) * self.batch_size]
-        return make_batch(self.index, chunks, self.duration_s, max_speakers=self.max_speakers,
-                          esize=self.esize, video_fps=self.video_fps, stride=self.stride)
+        return self.batch(self.chunks[i * self.batch_size:(i + 1) * self.batch_size])
+
+
+class ValidationLoader:
+    """Iterable of validation batch dicts; len() = number of batches."""
+
+    def __init__(self, dataset: ValidationChunks, loader: DataLoader):
+        self.dataset, self._loader = dataset, loader
+
+    def __len__(self) -> int:
+        return len(self._loader)
+
+    def __iter__(self) -> Iterator[Dict]:
+        for item in self._loader:
+            yield self.dataset.unpack(item)
 
 
 def make_validation_loader(index: FileIndex, *, duration_s: float, batch_size: int,
                            max_speakers: int = 3, rank: int = 0, world_size: int = 1,
                            num_workers: int = 0, pin_memory: bool = False,
                            esize: Optional[int] = None, video_fps: float = 25.0,
-                           stride: int = 10) -> DataLoader:
-    """DataLoader of validation batch dicts, the same on every call (last batch may be short)."""
+                           stride: int = 10) -> ValidationLoader:
+    """Validation batch dicts, the same on every pass (the last batch may be short)."""
     dataset = ValidationChunks(index, duration_s=duration_s, batch_size=batch_size,
                                max_speakers=max_speakers, rank=rank, world_size=world_size,
                                esize=esize, video_fps=video_fps, stride=stride)
-    return _dataloader(dataset, range(len(dataset)), num_workers, pin_memory, 2)
+    return ValidationLoader(dataset, _dataloader(dataset, range(len(dataset)), num_workers,
+                                                 pin_memory, 2))

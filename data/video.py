@@ -2,13 +2,15 @@
 
     read_video(record, start_s, duration_s, fps, esize) -> video (Tv, E) float32, mask (Tv,) bool
     read_video_into(video (Tv, E), mask (Tv,), record, start_s, fps)   # no allocation
+    video_dtype(record) -> dtype of the file's embeddings (float16 or float32), None without
 
 Tv = round(duration_s * fps). Chunk frame j covers time start_s + j / fps, that is file
 frame round(start_s * fps) + j. A frame is masked (False, zeros) when it is before the
 file, past the end of the embeddings (embeddings shorter than the audio: the tail is
 masked), holds NaN or inf, or when the file has no embeddings at all. Files are opened
 with np.load(mmap_mode="r") and kept in a small per-process LRU (MAX_OPEN_FILES), so a
-worker only maps the files it reads.
+worker only maps the files it reads. `video` may be float16 (batches of float16 files keep
+their dtype: half the bytes between processes, see data.chunks) or float32.
 """
 
 from __future__ import annotations
@@ -47,12 +49,25 @@ def _mapped(path: str) -> np.ndarray:
     return array
 
 
+def video_dtype(record: FileRecord) -> Optional[np.dtype]:
+    """The dtype of `record`'s embeddings (float16 or float32), None when it has none."""
+    return None if record.video is None else _mapped(record.video).dtype
+
+
+def _finite_rows(rows: np.ndarray) -> np.ndarray:
+    """(n,) bool: rows of `rows` (n, E) without NaN or inf."""
+    if rows.dtype == np.float16:  # exponent bits all set means inf or NaN; no conversion
+        return ((rows.view(np.uint16) & 0x7C00) != 0x7C00).all(axis=1)
+    return np.isfinite(rows).all(axis=1)
+
+
 def read_video_into(video: np.ndarray, mask: np.ndarray, record: FileRecord, start_s: float,
                     fps: float) -> None:
-    """Fill `video` (Tv, E) float32 and `mask` (Tv,) bool for the chunk from `start_s`."""
-    video[:] = 0.0
-    mask[:] = False
+    """Fill `video` (Tv, E) float32 or float16 and `mask` (Tv,) bool for the chunk from
+    `start_s`."""
     if record.video is None or video.shape[1] == 0:
+        video[:] = 0.0
+        mask[:] = False
         return
     array = _mapped(record.video)
     if array.ndim != 2 or array.shape[1] != video.shape[1]:
@@ -61,10 +76,16 @@ def read_video_into(video: np.ndarray, mask: np.ndarray, record: FileRecord, sta
     first = int(round(start_s * fps))
     lo, hi = max(first, 0), min(first + video.shape[0], array.shape[0])
     if hi <= lo:
+        video[:] = 0.0
+        mask[:] = False
         return
+    video[:lo - first] = 0.0  # zero only the frames outside the file: rows are written once
+    video[hi - first:] = 0.0
+    mask[:lo - first] = False
+    mask[hi - first:] = False
     rows = video[lo - first:hi - first]
     rows[:] = array[lo:hi]
-    finite = np.isfinite(rows).all(axis=1)
+    finite = _finite_rows(rows)
     if not finite.all():
         rows[~finite] = 0.0
     mask[lo - first:hi - first] = finite

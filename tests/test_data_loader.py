@@ -109,3 +109,66 @@ def test_validation_chunks_fixed_non_overlapping_sharded(dev_index):
     again = list(make_validation_loader(dev_index, duration_s=5.0, batch_size=4, num_workers=1))
     assert all(torch.equal(a["waveforms"], b["waveforms"]) for a, b in zip(batches, again))
     assert np.allclose(batches[0]["start_s"].numpy(), [s for _, s in chunks[:4]])
+
+
+def _assert_same_batches(batches, reference):
+    assert len(batches) == len(reference)
+    for got, want in zip(batches, reference):
+        assert got["uri"] == want["uri"]
+        for name in ("waveforms", "video", "video_mask", "target", "start_s"):
+            assert got[name].dtype == want[name].dtype and torch.equal(got[name], want[name])
+
+
+def test_worker_batches_are_exact_and_survive_being_held(train_index):
+    # 14 batches held at once: more than a worker's ring of slots, so the workers must
+    # take fresh buffers instead of overwriting batches still in use
+    reference = list(_loader(train_index, batches_per_epoch=14))
+    _assert_same_batches(list(_loader(train_index, batches_per_epoch=14, num_workers=2)),
+                         reference)
+    _assert_same_batches(list(_loader(train_index, batches_per_epoch=14, num_workers=1,
+                                      recycle=False)), reference)
+
+
+def test_worker_slots_are_recycled_once_released(train_index):
+    reference = list(_loader(train_index, batches_per_epoch=16))
+    loader = _loader(train_index, batches_per_epoch=16, num_workers=1)
+    for got, want in zip(loader, reference):  # each batch is dropped before the next but one
+        _assert_same_batches([got], [want])
+    uses = loader.dataset.ring.released & 0xFFFFFFFF  # generations: pid << 32 | uses
+    assert 0 < int((uses > 0).sum()) < 16 and int(uses.max()) > 1
+
+
+def test_other_audio_and_video_formats_read_as_float32(tmp_path, write_database):
+    import soundfile as sf
+
+    from data import make_batch
+    from data.audio import is_pcm16, read_audio_into
+
+    t = np.arange(16000 * 12) / 16000
+    audio = {"pcm": (0.3 * np.sin(2 * np.pi * 220 * t), 16000),
+             "flt": (0.3 * np.sin(2 * np.pi * 330 * t), 16000)}
+    yml = write_database(tmp_path, audio, [("pcm", 0.0, 12.0, "A"), ("flt", 0.0, 12.0, "B")],
+                         name="Formats.SpeakerDiarization.T")
+    sf.write(tmp_path / "audio" / "flt.wav", 0.3 * np.sin(2 * np.pi * 330 * t), 16000,
+             subtype="FLOAT")
+    (tmp_path / "video").mkdir()
+    np.save(tmp_path / "video" / "pcm.npy", np.full((300, 8), 0.1, dtype=np.float16))
+    float32_video = np.full((300, 8), 0.1, dtype=np.float32)  # 0.1 is not a float16
+    float32_video[40] = np.nan  # chunk frame 2 of a chunk from 1.5 s (file frame 38)
+    np.save(tmp_path / "video" / "flt.npy", float32_video)
+    protocol = load_protocol("Formats.SpeakerDiarization.T", [str(yml)])
+    index = build_index(protocol, "train", video_dir=tmp_path / "video", progress=False)
+    pcm, flt = index.find("pcm"), index.find("flt")
+    assert is_pcm16(pcm) and not is_pcm16(flt)
+    with pytest.raises(ValueError, match="16-bit PCM"):
+        read_audio_into(np.zeros(16000, dtype=np.int16), flt, 0.0)
+    chunks = [(pcm.index, 1.5), (flt.index, 1.5), (pcm.index, 9.0)]  # the last one runs out
+    batch = make_batch(index, chunks, 5.0, esize=8)
+    for b, (position, start_s) in enumerate(chunks):
+        chunk = read_chunk(index[position], start_s, 5.0, esize=8)
+        for name, key in (("waveforms", "waveform"), ("video", "video"),
+                          ("video_mask", "video_mask"), ("target", "target")):
+            assert torch.equal(batch[name][b], chunk[key]), (name, b)
+    assert batch["video"][1, 0, 0] == torch.tensor(0.1)  # float32 embeddings kept exact
+    assert not batch["video_mask"][1, 2] and batch["video_mask"][1, 3]
+    assert batch["waveforms"][2, 0, 16000 * 3:].abs().max() == 0  # zero past the end
