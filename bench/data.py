@@ -4,11 +4,16 @@
         --eval-minutes 1 --esize 384            # once: a 1-hour train split, 384-dim video
     python bench/data.py --database /tmp/avdiar_bench_db/database.yml
 
+    python bench/data.py --compare --repeats 3     # also the former path, 3 rounds
+
 Loads 10 s chunks (audio, 384-dim video, targets) in batches through make_train_loader
-and prints a table: workers, chunks/s (after a warm-up of a few batches), and the peak
-resident memory (VmHWM) and private memory (USS, from /proc/PID/smaps_rollup) of one
-worker. Memory is measured on the full database and on a quarter of it, to show that a
-worker's memory does not grow with the size of the database.
+and prints a table: workers, chunks/s (after a warm-up of a few batches), CPU time per
+batch of the main process and of all workers together (what the chunks/s would be on
+idle cores: cores * 1000 / (main + workers ms) * batch size), and the peak resident
+memory (VmHWM) and private memory (USS, from /proc/PID/smaps_rollup) of one worker.
+Memory is measured on the full database and on a quarter of it, to show that a worker's
+memory does not grow with the size of the database. `--compare` also measures workers
+that return every batch in fresh shared memory (recycle=False, the former path).
 """
 
 from __future__ import annotations
@@ -46,6 +51,15 @@ def _memory_mb(pid: int) -> tuple:
     return peak, uss
 
 
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of process `pid` so far."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except OSError:
+        return float("nan")
+
+
 def _subset(index: FileIndex, count: int) -> FileIndex:
     """The first `count` files of an index (for the memory-vs-size comparison)."""
     keep = {}
@@ -80,9 +94,12 @@ def measure(index: FileIndex, workers: int, batch_size: int, batches: int, warmu
     workers_pids = [w.pid for w in getattr(loader._loader._iterator, "_workers", [])]
     if workers_pids:
         peak, uss = _memory_mb(workers_pids[0])
+    # every batch (warm-up included) was built by the workers since they started
+    worker_cpu = sum(_cpu_s(pid) for pid in workers_pids)
     del iterator, loader
     return {"chunks_per_s": chunks / elapsed, "peak_mb": peak, "uss_mb": uss,
-            "main_ms": 1000 * main_cpu / batches}
+            "main_ms": 1000 * main_cpu / batches,
+            "worker_ms": 1000 * worker_cpu / (warmup + batches)}
 
 
 def main() -> int:
@@ -117,19 +134,21 @@ def main() -> int:
     for _ in range(args.repeats):
         for files, workers in settings:
             subset = index if files == len(index) else _subset(index, files)
-            for recycle in paths:
+            for recycle in (paths if workers else [True]):  # in-process: one path
                 result = measure(subset, workers, args.batch_size, args.batches, args.warmup,
                                  recycle)
                 results.setdefault((files, workers, recycle), []).append(result)
-    print("| files | workers | batches from workers | chunks/s (median) | rounds | "
-          "main CPU ms/batch | worker peak RSS MB | worker USS MB |")
-    print("|---:|---:|---|---:|---|---:|---:|---:|")
+    print("| files | workers | worker buffers | chunks/s (median) | rounds | main CPU "
+          "ms/batch | workers CPU ms/batch | worker peak RSS MB | worker USS MB |")
+    print("|---:|---:|---|---:|---|---:|---:|---:|---:|")
     for (files, workers, recycle), rounds in results.items():
         rates = [r["chunks_per_s"] for r in rounds]
-        kind = "recycled" if recycle else "fresh (former)"
+        kind = ("in-process" if not workers else "recycled slots" if recycle
+                else "fresh per batch (former)")
         print(f"| {files} | {workers} | {kind} | {statistics.median(rates):.0f} | "
               f"{' '.join(f'{r:.0f}' for r in rates)} | "
               f"{statistics.median(r['main_ms'] for r in rounds):.1f} | "
+              f"{statistics.median(r['worker_ms'] for r in rounds):.1f} | "
               f"{max(r['peak_mb'] for r in rounds):.0f} | {max(r['uss_mb'] for r in rounds):.0f} |",
               flush=True)
     return 0
