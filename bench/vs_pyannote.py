@@ -32,7 +32,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Tuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -43,6 +43,7 @@ from bench import floor  # noqa: E402
 
 SAMPLE_RATE = 16000
 DURATION_S = 10.0
+Seconds = Tuple[float, float]  # (wall, CPU time of this process)
 ARCHITECTURE = {  # pyannote/segmentation-3.0
     "sincnet": {"stride": 10},
     "lstm": {"hidden_size": 128, "num_layers": 4, "bidirectional": True, "monolithic": True,
@@ -114,13 +115,13 @@ def max_abs_difference(ours, theirs, batch_size: int) -> float:
 
 
 # --- training step ----------------------------------------------------------------------
-def make_step(model, bf16: bool) -> Callable[[torch.Tensor, torch.Tensor], float]:
-    """A function (waveforms, targets) -> seconds of one full training step of `model`."""
+def make_step(model, bf16: bool) -> Callable[[torch.Tensor, torch.Tensor], Seconds]:
+    """A function (waveforms, targets) -> (wall, CPU) seconds of one training step."""
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
     model.train()
 
-    def step(waveforms: torch.Tensor, targets: torch.Tensor) -> float:
-        started = time.perf_counter()
+    def step(waveforms: torch.Tensor, targets: torch.Tensor) -> Seconds:
+        started, started_cpu = time.perf_counter(), time.process_time()
         optimizer.zero_grad(set_to_none=True)
         context = (torch.autocast("cpu", dtype=torch.bfloat16) if bf16
                    else contextlib.nullcontext())
@@ -129,20 +130,21 @@ def make_step(model, bf16: bool) -> Callable[[torch.Tensor, torch.Tensor], float
         loss = F.nll_loss(scores.float().reshape(-1, scores.shape[-1]), targets.reshape(-1))
         loss.backward()
         optimizer.step()
-        return time.perf_counter() - started
+        return time.perf_counter() - started, time.process_time() - started_cpu
 
     return step
 
 
 def time_steps(steps: Dict[str, Callable], batch_size: int, repeats: int,
-               warmup: int) -> Dict[str, float]:
-    """Median seconds per step of each named step function; all take turns every repeat."""
+               warmup: int) -> Dict[str, Seconds]:
+    """Median (wall, CPU) seconds per step of each named step function; all take turns
+    every repeat."""
     num_samples = int(DURATION_S * SAMPLE_RATE)
     generator = torch.Generator().manual_seed(2)
     waveforms = 0.1 * torch.randn(batch_size, 1, num_samples, generator=generator)
     targets = torch.randint(0, 7, (batch_size, 589), generator=generator)
     names = list(steps)
-    times: Dict[str, List[float]] = {name: [] for name in names}
+    times: Dict[str, List[Seconds]] = {name: [] for name in names}
     for repeat in range(warmup + repeats):
         order = names[repeat % len(names):] + names[:repeat % len(names)]
         seconds = {name: steps[name](waveforms, targets) for name in order}
@@ -150,9 +152,14 @@ def time_steps(steps: Dict[str, Callable], batch_size: int, repeats: int,
             if repeat >= warmup:
                 times[name].append(seconds[name])
         print(f"  step {'warm-up' if repeat < warmup else 'repeat'} {repeat + 1}/"
-              f"{warmup + repeats}: " + ", ".join(f"{n} {seconds[n]:.2f} s" for n in names),
+              f"{warmup + repeats}: " + ", ".join(
+                  f"{n} {seconds[n][0]:.2f} s ({seconds[n][1]:.2f} s cpu)" for n in names),
               flush=True)
-    return {name: statistics.median(values) for name, values in times.items()}
+    return {name: _median_pair(values) for name, values in times.items()}
+
+
+def _median_pair(values: List[Seconds]) -> Seconds:
+    return statistics.median(v[0] for v in values), statistics.median(v[1] for v in values)
 
 
 def native_bf16() -> bool:
@@ -171,24 +178,32 @@ def synthetic_recording(minutes: float, seed: int = 3) -> torch.Tensor:
     return (0.1 * envelope * torch.randn(1, num_samples, generator=generator)).float()
 
 
-def time_inference(ours, theirs, waveform: torch.Tensor, batch_size: int) -> Dict[str, float]:
-    """Seconds for the whole file: {"ours": ..., "pyannote": ...}."""
+def time_inference(ours, theirs, waveform: torch.Tensor, batch_size: int,
+                   repeats: int = 1) -> Dict[str, Seconds]:
+    """Median (wall, CPU) seconds for the whole file: {"ours": ..., "pyannote": ...}; the
+    two take turns, in a rotating order."""
     from pyannote.audio import Inference
 
     from eval.inference import infer_file
 
-    results = {}
     inference = Inference(theirs, window="sliding", step=1.0, batch_size=batch_size,
                           device=torch.device("cpu"))
-    started = time.perf_counter()
-    inference({"waveform": waveform, "sample_rate": SAMPLE_RATE})
-    results["pyannote"] = time.perf_counter() - started
-    print(f"  pyannote Inference: {results['pyannote']:.1f} s", flush=True)
-    started = time.perf_counter()
-    infer_file(ours, waveform, step_ratio=1.0 / DURATION_S, batch_size=batch_size)
-    results["ours"] = time.perf_counter() - started
-    print(f"  ours infer_file: {results['ours']:.1f} s", flush=True)
-    return results
+    runs = {
+        "pyannote": lambda: inference({"waveform": waveform, "sample_rate": SAMPLE_RATE}),
+        "ours": lambda: infer_file(ours, waveform, step_ratio=1.0 / DURATION_S,
+                                   batch_size=batch_size),
+    }
+    results: Dict[str, List[Seconds]] = {name: [] for name in runs}
+    names = list(runs)
+    for repeat in range(repeats):
+        for name in names[repeat % 2:] + names[:repeat % 2]:
+            started, started_cpu = time.perf_counter(), time.process_time()
+            runs[name]()
+            results[name].append((time.perf_counter() - started,
+                                  time.process_time() - started_cpu))
+            print(f"  infer {repeat + 1}/{repeats} {name}: {results[name][-1][0]:.1f} s "
+                  f"({results[name][-1][1]:.1f} s cpu)", flush=True)
+    return {name: _median_pair(values) for name, values in results.items()}
 
 
 # --- data loading -----------------------------------------------------------------------
@@ -252,6 +267,13 @@ def table(rows: List[List[str]]) -> str:
     return "\n".join(lines)
 
 
+def timing_rows(name: str, ours: Seconds, theirs: Seconds, unit: str,
+                target: str) -> List[List[str]]:
+    """Two rows, wall and CPU time (the steadier one on a shared machine with 1 thread)."""
+    return [ratio_row(f"{name} (wall)", ours[0], theirs[0], unit, target),
+            ratio_row(f"{name} (CPU time)", ours[1], theirs[1], unit, target)]
+
+
 def ratio_row(name: str, ours: float, theirs: float, unit: str, target: str,
               higher_is_better: bool = False) -> List[str]:
     ratio = ours / theirs
@@ -272,6 +294,8 @@ def main() -> int:
                              "native bf16, else 1: emulated bf16 is ~100x slower); 0 skips it")
     parser.add_argument("--infer-minutes", type=float, default=30.0, help="file length; 0 skips")
     parser.add_argument("--infer-batch-size", type=int, default=32)
+    parser.add_argument("--infer-repeats", type=int, default=1,
+                        help="whole-file runs per side, in turns (median)")
     parser.add_argument("--database", default="/tmp/bench_db",
                         help="synthetic database folder (generated when missing)")
     parser.add_argument("--db-files", type=int, default=12)
@@ -308,9 +332,9 @@ def main() -> int:
         print(f"step: batch {args.batch_size} x 10 s float32", flush=True)
         steps = time_steps({"ours": make_step(ours, False), "pyannote": make_step(theirs, False)},
                            args.batch_size, args.repeats, args.warmup)
-        rows.append(ratio_row(f"train step, batch {args.batch_size} x 10 s, float32",
-                              steps["ours"], steps["pyannote"], "s", "<= 0.7x"))
-        measured_floor = {"float32": steps["ours"]}
+        name = f"train step, batch {args.batch_size} x 10 s, float32"
+        rows += timing_rows(name, steps["ours"], steps["pyannote"], "s", "<= 0.7x")
+        measured_floor = {"float32": steps["ours"][0]}
         if bf16_batch > 0:
             print(f"step: batch {bf16_batch} x 10 s, ours bf16 autocast vs pyannote float32",
                   flush=True)
@@ -318,21 +342,22 @@ def main() -> int:
                 {"ours bf16": make_step(copy.deepcopy(ours), True),
                  "pyannote": make_step(copy.deepcopy(theirs), False)},
                 bf16_batch, args.repeats, args.warmup)
-            rows.append(ratio_row(f"train step, batch {bf16_batch} x 10 s, ours bf16 autocast "
-                                  "vs pyannote float32", bf16["ours bf16"], bf16["pyannote"],
-                                  "s", "<= 0.35x"))
+            rows += timing_rows(f"train step, batch {bf16_batch} x 10 s, ours bf16 autocast "
+                                "vs pyannote float32", bf16["ours bf16"], bf16["pyannote"],
+                                "s", "<= 0.35x")
             if bf16_batch == args.batch_size:
-                measured_floor["bf16"] = bf16["ours bf16"]
+                measured_floor["bf16"] = bf16["ours bf16"][0]
 
         if args.infer_minutes > 0:
             print(f"infer: {args.infer_minutes:g} min file", flush=True)
             waveform = synthetic_recording(args.infer_minutes)
-            seconds = time_inference(ours, theirs, waveform, args.infer_batch_size)
+            seconds = time_inference(ours, theirs, waveform, args.infer_batch_size,
+                                     args.infer_repeats)
             audio_s = args.infer_minutes * 60
-            rows.append(ratio_row(f"inference RTF, {args.infer_minutes:g} min file, 10 s windows"
-                                  f" / 1 s step, batch {args.infer_batch_size}",
-                                  seconds["ours"] / audio_s, seconds["pyannote"] / audio_s, "",
-                                  "<= 0.5x"))
+            rows += timing_rows(f"inference RTF, {args.infer_minutes:g} min file, 10 s windows"
+                                f" / 1 s step, batch {args.infer_batch_size}",
+                                tuple(t / audio_s for t in seconds["ours"]),
+                                tuple(t / audio_s for t in seconds["pyannote"]), "", "<= 0.5x")
 
         if args.workers >= 0:
             print(f"loader: {args.workers} workers", flush=True)

@@ -8,7 +8,9 @@ Parameter and buffer names match pyannote's checkpoints
 
 from __future__ import annotations
 
+import contextlib
 import math
+from typing import Optional, Tuple
 
 import numpy as np
 import torch
@@ -125,10 +127,18 @@ class SincEncoder(nn.Module):
         self.filterbank = filterbank
         self.stride = stride
 
-    def forward(self, waveforms: torch.Tensor) -> torch.Tensor:
-        """(batch, 1, samples) -> (batch, num_filters, frames)."""
+    def forward(self, waveforms: torch.Tensor, scale: Optional[torch.Tensor] = None,
+                shift: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """(batch, 1, samples) -> (batch, num_filters, frames): the convolution of
+        `scale * waveforms + shift` (scalars, e.g. an affine norm's weight and bias), with
+        scale and shift folded into the filters and a per-filter bias."""
         filters = self.filterbank.filters().to(waveforms.dtype)
-        return F.conv1d(waveforms, filters, stride=self.stride)
+        bias = None
+        if shift is not None:
+            bias = shift.to(filters.dtype) * filters.sum(dim=(1, 2))
+        if scale is not None:
+            filters = scale.to(filters.dtype) * filters
+        return F.conv1d(waveforms, filters, bias, stride=self.stride)
 
 
 class SincNet(nn.Module):
@@ -164,13 +174,78 @@ class SincNet(nn.Module):
             nn.InstanceNorm1d(self.CONV_CHANNELS, affine=True),
             nn.InstanceNorm1d(self.CONV_CHANNELS, affine=True),
         ])
+        self._shared: Optional[Tuple[torch.Tensor, int]] = None
 
     def forward(self, waveforms: torch.Tensor) -> torch.Tensor:
         """(batch, 1, samples) -> (batch, 60, frames)."""
-        outputs = self.wav_norm1d(waveforms)
-        for index, (conv, pool, norm) in enumerate(zip(self.conv1d, self.pool1d, self.norm1d)):
-            outputs = conv(outputs)
-            if index == 0:
-                outputs = torch.abs(outputs)
-            outputs = F.leaky_relu(norm(pool(outputs)))
+        if self._shared is not None:
+            outputs = self._first_layer_shared(waveforms, *self._shared)
+        else:
+            # The waveform norm's affine (two scalars) is folded into the sinc convolution:
+            # conv(a * n + b) = conv(n, a * filters) + b * sum(filters). Same result, and
+            # backward skips the convolution's input gradient over every sample.
+            norm = self.wav_norm1d
+            normalised = F.instance_norm(waveforms, eps=norm.eps)
+            outputs = self.conv1d[0](normalised, norm.weight, norm.bias)
+        for index, (pool, norm) in enumerate(zip(self.pool1d, self.norm1d)):
+            outputs = torch.abs(outputs) if index == 0 else self.conv1d[index](outputs)
+            outputs = F.leaky_relu(norm(_max_pool(outputs, pool.kernel_size)))
         return outputs
+
+    # --- sliding windows: the sinc convolution once per stretch, not once per window --------
+    @contextlib.contextmanager
+    def shared_first_layer(self, stretch: torch.Tensor, window_step: int):
+        """Within this context, `forward(windows)` takes `windows[j]` to be
+        `stretch[:, j * window_step : j * window_step + window_samples]`.
+
+        stretch: (1, samples) audio covering all windows of the next batch; window_step in
+        samples, a multiple of the sinc stride. The sinc convolution is linear, so
+        conv(norm(window)) = a_j * conv(window) + (beta - a_j * mean_j) * sum(filters) with
+        a_j = gamma / sqrt(var_j + eps): the stretch is convolved once and each window only
+        rescaled. Outputs equal the per-window path to float32 rounding. Eval mode only.
+        """
+        if window_step % self.stride:
+            raise ValueError(f"window_step ({window_step} samples) must be a multiple of the "
+                             f"sinc stride ({self.stride})")
+        if self.training:
+            raise RuntimeError("shared_first_layer is for inference: call model.eval() first")
+        self._shared = (stretch, int(window_step))
+        try:
+            yield self
+        finally:
+            self._shared = None
+
+    def _first_layer_shared(self, windows: torch.Tensor, stretch: torch.Tensor,
+                            window_step: int) -> torch.Tensor:
+        count, _, window_samples = windows.shape
+        last = (count - 1) * window_step
+        if stretch.shape[-1] < last + window_samples or not (
+                torch.equal(windows[0, 0], stretch[0, :window_samples])
+                and torch.equal(windows[-1, 0], stretch[0, last:last + window_samples])):
+            raise ValueError("shared_first_layer: the windows are not slices of the stretch "
+                             f"every {window_step} samples")
+        encoder = self.conv1d[0]
+        with torch.autocast(device_type=windows.device.type, enabled=False):
+            responses = encoder(stretch[None].float())[0]  # (filters, stretch frames)
+            filter_sums = encoder.filterbank.filters().sum(dim=(1, 2))  # (filters,)
+            variance, mean = torch.var_mean(windows.float(), dim=-1, unbiased=False)
+            scale = self.wav_norm1d.weight / torch.sqrt(variance + self.wav_norm1d.eps)
+            shift = (self.wav_norm1d.bias - scale * mean) * filter_sums  # (count, filters)
+            frames = (window_samples - encoder.filterbank.kernel_size) // self.stride + 1
+            per_window = responses.as_strided(
+                (count, responses.shape[0], frames),
+                (window_step // self.stride, responses.shape[1], 1))
+            return torch.addcmul(shift[..., None], per_window, scale[..., None])
+
+
+def _max_pool(inputs: torch.Tensor, size: int) -> torch.Tensor:
+    """F.max_pool1d(inputs, size, size): (batch, channels, frames) -> (..., frames // size).
+    With autograd, a max over a reshaped view: the same values, the gradient to one maximum
+    of each window as max_pool's, and on CPU forward + backward ~1.4x cheaper than
+    max_pool's (measured on (32, 80, 15975), the first pool)."""
+    if not inputs.requires_grad:
+        return F.max_pool1d(inputs, size, size)
+    frames = inputs.shape[-1] // size * size
+    if frames != inputs.shape[-1]:
+        inputs = inputs[..., :frames]
+    return inputs.unflatten(-1, (-1, size)).max(dim=-1).values

@@ -16,6 +16,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from core.sincnet import SincNet
+
 SAMPLE_RATE = 16000
 
 
@@ -90,21 +92,36 @@ def _autocast(device: torch.device):
 
 
 def _batches(waveform: torch.Tensor, starts: np.ndarray, window_samples: int,
-             batch_size: int) -> Iterator[Tuple[np.ndarray, torch.Tensor]]:
+             batch_size: int) -> Iterator[Tuple[np.ndarray, torch.Tensor, torch.Tensor]]:
+    """(starts, stretch (1, samples), windows (n, 1, window_samples)) per batch; the windows
+    are a view of the stretch (no copy), which covers them all. starts must be evenly spaced."""
     padded = torch.nn.functional.pad(
         waveform, (0, max(int(starts[-1]) + window_samples - waveform.shape[-1], 0)))
+    step = int(starts[1] - starts[0]) if len(starts) > 1 else window_samples
     for first in range(0, len(starts), batch_size):
         chunk = starts[first:first + batch_size]
-        yield chunk, torch.stack([padded[:, s:s + window_samples] for s in chunk])
+        stretch = padded[:, int(chunk[0]):int(chunk[-1]) + window_samples]
+        yield chunk, stretch, stretch.unfold(-1, window_samples, step).transpose(0, 1)
+
+
+def _shares_sinc(model: nn.Module, step_samples: int) -> bool:
+    """True when the model's SincNet can convolve each batch's stretch once (see
+    core.sincnet.SincNet.shared_first_layer)."""
+    sincnet = getattr(model, "sincnet", None)
+    return isinstance(sincnet, SincNet) and step_samples % sincnet.stride == 0
 
 
 @torch.inference_mode()
 def infer_file(model: nn.Module, waveform: torch.Tensor, video: Optional[np.ndarray] = None, *,
                step_ratio: float = 0.1, batch_size: int = 32,
                device: Optional[torch.device] = None, progress: bool = False,
-               desc: str = "windows") -> WindowOutput:
+               desc: str = "windows", share_sinc: bool = True) -> WindowOutput:
     """Run `model` over one file. waveform: (1, samples) float at 16 kHz; video: (frames, E)
-    embeddings at model.video_fps, or None (fusion models then see no video at all)."""
+    embeddings at model.video_fps, or None (fusion models then see no video at all).
+
+    share_sinc: convolve each batch's stretch of audio with the sinc filters once instead
+    of every window (equal outputs to float32 rounding; 10x less sinc convolution for a
+    10 % step); used when the step is a multiple of the sinc stride."""
     if waveform.dim() == 1:
         waveform = waveform[None]
     if waveform.dim() != 2 or waveform.shape[0] != 1:
@@ -122,14 +139,19 @@ def infer_file(model: nn.Module, waveform: torch.Tensor, video: Optional[np.ndar
     hard_parts, soft_parts = [], []
     bar = _progress(len(starts), desc, progress)
     model.eval()
-    for chunk, waves in _batches(waveform.float(), starts, window_samples, batch_size):
+    share = share_sinc and len(starts) > 1 and _shares_sinc(model, step_samples)
+    for chunk, stretch, waves in _batches(waveform.float(), starts, window_samples, batch_size):
         kwargs = {}
         if use_video:
             slices = [video_slice(video, s / SAMPLE_RATE, num_video, fps) for s in chunk]
             kwargs["video"] = torch.from_numpy(np.stack([v for v, _ in slices])).to(device)
             kwargs["video_mask"] = torch.from_numpy(np.stack([m for _, m in slices])).to(device)
         with _autocast(device):
-            scores = model(waves.to(device), **kwargs)
+            if share:
+                with model.sincnet.shared_first_layer(stretch.to(device), step_samples):
+                    scores = model(waves.to(device), **kwargs)
+            else:
+                scores = model(waves.contiguous().to(device), **kwargs)
         scores = scores.float()
         if powerset is not None:
             hard, soft = powerset.to_multilabel(scores), powerset.to_multilabel(scores, soft=True)

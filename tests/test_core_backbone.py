@@ -111,3 +111,37 @@ def test_segmentation_3_0_size():
     """The default architecture is segmentation-3.0's: 1,473,265 parameters."""
     model = PyanNet()
     assert sum(p.numel() for p in model.parameters()) == 1473265
+
+
+def _unfolded_sincnet(sincnet, waveforms):
+    """SincNet as pyannote writes it: affine waveform norm, convolution, abs, max_pool."""
+    import torch.nn.functional as F
+
+    outputs = sincnet.wav_norm1d(waveforms)
+    filters = sincnet.conv1d[0].filterbank.filters()
+    outputs = torch.abs(F.conv1d(outputs, filters.to(outputs.dtype), stride=sincnet.stride))
+    outputs = F.leaky_relu(sincnet.norm1d[0](F.max_pool1d(outputs, 3, 3)))
+    for index in (1, 2):
+        outputs = F.max_pool1d(sincnet.conv1d[index](outputs), 3, 3)
+        outputs = F.leaky_relu(sincnet.norm1d[index](outputs))
+    return outputs
+
+
+def test_folded_waveform_norm_and_pooling_match_pyannote_forward_and_gradients():
+    """The waveform norm's affine folded into the sinc filters and the reshaped max pool give
+    pyannote's values and gradients (float64, non-trivial affine, odd length)."""
+    torch.manual_seed(0)
+    ours = SincNet().double().train()
+    with torch.no_grad():
+        ours.wav_norm1d.weight.fill_(1.7)
+        ours.wav_norm1d.bias.fill_(-0.3)
+    reference = SincNet().double().train()
+    reference.load_state_dict(ours.state_dict())
+    waveforms = torch.randn(2, 1, 16000 + 123, dtype=torch.float64)
+    out, expected = ours(waveforms), _unfolded_sincnet(reference, waveforms)
+    assert (out - expected).abs().max() < 1e-10
+    weights = torch.randn_like(out)
+    (out * weights).sum().backward()
+    (expected * weights).sum().backward()
+    for (name, a), b in zip(ours.named_parameters(), reference.parameters()):
+        assert torch.allclose(a.grad, b.grad, rtol=1e-7, atol=1e-12), name

@@ -71,3 +71,50 @@ def test_infer_file_shapes_time_axis_and_video():
 def test_bad_step_is_refused():
     with pytest.raises(ValueError, match="--step"):
         infer_file(Recorder(), torch.zeros(1, 16000), None, step_ratio=0.0)
+
+
+@pytest.mark.parametrize("checkpoint,step_ratio,batch_size", [
+    ("powerset_small.bin", 0.1, 4), ("multilabel_small.bin", 0.25, 3)])
+def test_shared_sinc_equals_per_window(checkpoint, step_ratio, batch_size):
+    """Convolving each batch's stretch once gives the per-window outputs (odd file length,
+    a last window past the end, a partial last batch)."""
+    from pathlib import Path
+
+    from core import load_pretrained
+
+    model = load_pretrained(str(Path(__file__).parent / "fixtures" / checkpoint))
+    generator = torch.Generator().manual_seed(0)
+    num_samples = int(model.duration_s * 16000 * 2.3) + 7
+    waveform = 0.1 * torch.randn(1, num_samples, generator=generator) + 0.01
+    shared = infer_file(model, waveform, step_ratio=step_ratio, batch_size=batch_size)
+    plain = infer_file(model, waveform, step_ratio=step_ratio, batch_size=batch_size,
+                       share_sinc=False)
+    assert len(shared.chunk_starts_s) % batch_size != 0
+    assert np.abs(shared.probabilities - plain.probabilities).max() <= 1e-5
+    np.testing.assert_array_equal(shared.chunk_starts_s, plain.chunk_starts_s)
+
+
+def test_shared_sinc_scores_match_the_model():
+    """SincNet.shared_first_layer: the model's scores (log-probabilities) per window equal
+    the plain forward's, and windows that are not slices of the stretch are refused."""
+    from pathlib import Path
+
+    from core import load_pretrained
+
+    model = load_pretrained(str(Path(__file__).parent / "fixtures" / "powerset_small.bin"))
+    model.eval()
+    generator = torch.Generator().manual_seed(1)
+    step, window = 16000, 160000
+    stretch = 0.1 * torch.randn(1, 3 * step + window, generator=generator) - 0.02
+    windows = stretch.unfold(-1, window, step).transpose(0, 1)
+    with torch.inference_mode():
+        plain = model(windows.contiguous())
+        with model.sincnet.shared_first_layer(stretch, step):
+            shared = model(windows)
+        assert (shared - plain).abs().max() <= 1e-5
+        with pytest.raises(ValueError, match="not slices"):
+            with model.sincnet.shared_first_layer(stretch, 2 * step):
+                model(windows)
+    with pytest.raises(ValueError, match="multiple of the sinc stride"):
+        with model.sincnet.shared_first_layer(stretch, 16005):
+            pass
