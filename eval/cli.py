@@ -182,6 +182,10 @@ def _with_defaults(args: argparse.Namespace) -> argparse.Namespace:
 
 
 def print_totals(summary: Dict) -> None:
+    if "local" in summary:
+        row = summary["local"]
+        print(f"local   chunks       DER {row['der']:6.2f}%  FA {row['false_alarm']:6.2f}%"
+              f"  miss {row['missed']:6.2f}%  conf {row['confusion']:6.2f}%")
     for mode, by_collar in summary["totals"].items():
         for collar, row in by_collar.items():
             print(f"{mode:7s} {collar:12s} DER {row['der']:6.2f}%  FA {row['false_alarm']:6.2f}%"

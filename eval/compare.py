@@ -30,6 +30,10 @@ def _model_id(summary: Dict, config: Dict):
         return None
 
 
+def _cell(value: float) -> str:
+    return "-" if value != value else f"{value:.2f}"
+
+
 def collect(exp_dirs: Sequence[str]) -> List[Dict]:
     """One row per (experiment, mode, collar); experiments without a report are warned."""
     rows = []
@@ -46,6 +50,11 @@ def collect(exp_dirs: Sequence[str]) -> List[Dict]:
         config_path = exp / "config.json"
         config = json.loads(config_path.read_text()) if config_path.is_file() else {}
         model_id = _model_id(summary, config)
+        if "local" in summary:  # chunk-level DER: no collar, no JER
+            rows.append({"experiment": exp.name, "model": model_id,
+                         "fusion": FUSION_STAGES.get(model_id, "?"), "mode": "local",
+                         "collar": 0.0, **{m: float(summary["local"].get(m, "nan"))
+                                           for m in METRICS}})
         for mode, by_collar in summary.get("totals", {}).items():
             for collar, values in by_collar.items():
                 rows.append({"experiment": exp.name, "model": model_id,
@@ -73,7 +82,7 @@ def compare(exp_dirs: Sequence[str], out_dir: str) -> str:
              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['experiment']} | {r['model']} | {r['fusion']} | {r['mode']} | "
-                     f"{r['collar']:g} | " + " | ".join(f"{r[m]:.2f}" for m in METRICS) + " |")
+                     f"{r['collar']:g} | " + " | ".join(_cell(r[m]) for m in METRICS) + " |")
     path = out / "comparison.md"
     path.write_text("\n".join(lines) + "\n")
     experiments = list(dict.fromkeys(r["experiment"] for r in rows))

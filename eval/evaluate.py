@@ -19,11 +19,13 @@ from tqdm.auto import tqdm
 from eval.embeddings import window_embeddings
 from eval.files import protocol_files, read_video, read_waveform, references_of
 from eval.inference import infer_file
+from eval.local import local_error_sums
 from eval.pipeline import ClusteringOptions, diarize
 from eval.plots import plot_timeline
 from eval.reconstruct import rename_to_reference
 from eval.reports import totals_dict, write_csv, write_json, write_markdown, write_rttm
 from eval.scoring import ScoreTable, score
+from train.metrics import der_from_sums
 
 
 def default_device() -> torch.device:
@@ -66,6 +68,7 @@ def evaluate(model: nn.Module, protocol_or_files: Union[object, Sequence[Dict]],
     uems: Dict[str, Timeline] = {}
     extents: Dict[str, Segment] = {}
     runnable = [f for f in files if f.get("audio")]
+    local = {"false_alarm": 0.0, "missed": 0.0, "confusion": 0.0, "speech": 0.0}
     overall = tqdm(runnable, desc=f"eval {split}", unit="file", disable=not progress)
     for file in overall:
         uri = file["uri"]
@@ -76,6 +79,9 @@ def evaluate(model: nn.Module, protocol_or_files: Union[object, Sequence[Dict]],
         extents[uri] = Segment(0.0, windows.duration_s)
         uems[uri] = file.get("annotated") or Timeline([extents[uri]], uri=uri)
         reference = file.get("annotation")
+        if reference is not None:
+            for key, value in local_error_sums(windows, reference, uems[uri]).items():
+                local[key] += value
         if "oracle" in modes and reference is not None:
             hypotheses["oracle"][uri] = diarize(windows, uri=uri, reference=reference,
                                                 options=options)
@@ -87,13 +93,18 @@ def evaluate(model: nn.Module, protocol_or_files: Union[object, Sequence[Dict]],
             if reference is not None:
                 hypothesis = rename_to_reference(hypothesis, reference)
             hypotheses["full"][uri] = hypothesis
+    local_rates = ({k: 100 * v for k, v in der_from_sums(local).items()}
+                   if local["speech"] > 0 else None)
     outputs = _write_outputs(out, split, modes, hypotheses, references, uems, extents, collars,
-                             skip_overlap, skipped, num_plots, model, step_ratio, title)
+                             skip_overlap, skipped, num_plots, model, step_ratio, title,
+                             local_rates)
     tables = outputs.pop("_tables")
     summary = {"totals": totals_dict(tables), "skipped": skipped,
                "files": [f["uri"] for f in files], "outputs": outputs, "split": split,
                "model": _model_info(model), "step_ratio": step_ratio,
                "skip_overlap": skip_overlap}
+    if local_rates is not None:
+        summary["local"] = local_rates
     write_json(summary, str(out / "report.json"))
     summary["outputs"]["json"] = str(out / "report.json")
     return summary
@@ -129,7 +140,8 @@ def _model_info(model: nn.Module) -> Dict[str, object]:
 
 
 def _write_outputs(out: Path, split, modes, hypotheses, references, uems, extents, collars,
-                   skip_overlap, skipped, num_plots, model, step_ratio, title) -> Dict:
+                   skip_overlap, skipped, num_plots, model, step_ratio, title,
+                   local_rates=None) -> Dict:
     outputs: Dict[str, object] = {}
     for mode in modes:
         outputs[f"rttm_{mode}"] = write_rttm(hypotheses[mode].values(),
@@ -144,6 +156,12 @@ def _write_outputs(out: Path, split, modes, hypotheses, references, uems, extent
         notes = [f"{mode} skipped: {reason}" for mode, reason in skipped.items()]
         if "full" in skipped:
             notes[0] = f"full pipeline skipped: {skipped['full']}"
+        if local_rates is not None:
+            notes.insert(0, "local (chunk-level) DER, every window scored alone with its best "
+                         f"speaker permutation, no collar: {local_rates['der']:.2f}% (false "
+                         f"alarm {local_rates['false_alarm']:.2f}, missed "
+                         f"{local_rates['missed']:.2f}, confusion "
+                         f"{local_rates['confusion']:.2f})")
         settings = {"split": split, "model": _model_info(model)["class"]
                     + (f" (id {model.model_id})" if hasattr(model, "model_id") else ""),
                     "window step": f"{step_ratio:g} of the window",
