@@ -4,8 +4,10 @@
    settings match; regenerated when they do not);
 2. train the audio-only model and models 6 (late), 7 (early) and 8 (hybrid) from scratch,
    all with the same small backbone, data, seed and number of steps, into {out}/runs/{name}
-   (TensorBoard logs, checkpoints, train.log); a model whose run already reached --steps is
-   not trained again, only re-evaluated;
+   (TensorBoard logs, checkpoints, train.log; the run's output in {out}/runs/{name}.log).
+   On a CPU two models train at once with one thread each (small LSTMs use two cores
+   better that way); progress is printed every 15 s. A model whose run already reached
+   --steps is not trained again, only re-evaluated; an interrupted one resumes;
 3. evaluate each on the test split: local (chunk) DER, full-file DER with oracle clustering,
    and the full pipeline when WeSpeaker weights can be loaded (RTTMs, reports, plots under
    {out}/runs/{name}/eval);
@@ -18,25 +20,28 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 MODELS = {"0": "audio", "6": "late", "7": "early", "8": "hybrid"}
+RUN_PY = Path(__file__).resolve().parents[1] / "run.py"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="demo", help="demo folder (default: demo)")
     parser.add_argument("--models", default="0,6,7,8",
                         help="comma-separated model ids to train (default: 0,6,7,8)")
-    parser.add_argument("--steps", type=int, default=300,
-                        help="training steps per model (default: 300)")
+    parser.add_argument("--steps", type=int, default=200,
+                        help="training steps per model (default: 200)")
     parser.add_argument("--batch-size", type=int, default=16, help="chunks per step (default 16)")
     parser.add_argument("--duration", type=float, default=5.0,
                         help="training chunk length in seconds (default 5)")
-    parser.add_argument("--val-every", type=int, default=100,
-                        help="steps between validations (default 100)")
+    parser.add_argument("--val-every", type=int, default=50,
+                        help="steps between validations (default 50)")
     parser.add_argument("--workers", type=int, default=0,
                         help="data loader workers (default 0: the step, not the data, is slow)")
     parser.add_argument("--files", type=int, default=6, help="synthetic files per split")
@@ -45,6 +50,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--esize", type=int, default=128, help="synthetic video embedding size")
     parser.add_argument("--seed", type=int, default=0, help="database and training seed")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--parallel", type=int, default=None,
+                        help="models trained at once (default: 2 on a CPU with 2+ cores, "
+                             "1 on a GPU); each gets cores / parallel torch threads")
 
 
 def database(out: Path, args: argparse.Namespace) -> Path:
@@ -82,18 +90,72 @@ def train_argv(model_id: str, yml: Path, out: Path, args: argparse.Namespace) ->
             "--groundtruths", "test"]
 
 
-def train_and_evaluate(argv: List[str]) -> int:
-    """What `python run.py ARGV` does without a subcommand: train, then evaluate."""
-    from eval import cli as eval_cli
-    from train import cli as train_cli
+def run_jobs(jobs: List[Tuple[str, List[str]]], out: Path, parallel: int, threads: int,
+             poll_s: float = 15.0) -> Dict[str, Tuple[int, float]]:
+    """Run `python run.py ARGV` (train, then evaluate) for every (model id, argv), at most
+    `parallel` at once with `threads` torch threads each; print each run's latest progress
+    line every `poll_s` seconds. Returns {model id: (exit status, seconds)}. Runs still going
+    when this is interrupted are terminated (they resume from their last checkpoint)."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    pending, running, done = list(jobs), {}, {}
+    last_report = time.perf_counter()
+    try:
+        while pending or running:
+            while pending and len(running) < parallel:
+                model_id, argv = pending.pop(0)
+                log = out / "runs" / f"model{model_id}.log"
+                log.parent.mkdir(parents=True, exist_ok=True)
+                handle = open(log, "w", encoding="utf-8")
+                process = subprocess.Popen([sys.executable, str(RUN_PY), *argv], stdout=handle,
+                                           stderr=subprocess.STDOUT, env=env)
+                running[model_id] = (process, handle, log, time.perf_counter())
+                print(f"demo: model {model_id} ({MODELS[model_id]}) started; its output goes "
+                      f"to {log}", flush=True)
+            time.sleep(1.0)
+            for model_id, (process, handle, log, started) in list(running.items()):
+                if process.poll() is None:
+                    continue
+                handle.close()
+                del running[model_id]
+                done[model_id] = (process.returncode, time.perf_counter() - started)
+                word = "done" if process.returncode == 0 else f"FAILED ({process.returncode})"
+                print(f"demo: model {model_id} {word} in {done[model_id][1]:.0f} s", flush=True)
+                for prefix in ("local ", "oracle  collar=0 "):
+                    if _latest(log, (prefix,)):
+                        print(f"        {_latest(log, (prefix,))}", flush=True)
+            now = time.perf_counter()
+            if running and now - last_report >= poll_s:
+                last_report = now
+                for model_id, (_, _, log, started) in running.items():
+                    print(f"demo: model {model_id} [{now - started:4.0f} s] "
+                          f"{_latest(log, ('step ', 'validation', 'eval', 'indexing'))}",
+                          flush=True)
+    finally:
+        for process, handle, _, _ in running.values():
+            process.terminate()
+            process.wait()
+            handle.close()
+    return done
 
-    parser = argparse.ArgumentParser(prog="run.py")
-    train_cli.add_arguments(parser)
-    args = parser.parse_args(argv)
-    status = int(train_cli.main(args) or 0)
-    if status != 0:
-        return status
-    return int(eval_cli.evaluate_after_training(args) or 0)
+
+def _latest(log: Path, prefixes: Tuple[str, ...]) -> str:
+    """The last line of `log` (progress bars split on carriage returns) that starts with
+    one of `prefixes`, shortened; '' when none yet."""
+    try:
+        text = log.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+    lines = [part.strip() for line in text.splitlines() for part in line.split("\r")]
+    for line in reversed(lines):
+        if line.startswith(prefixes):
+            return line[:110]
+    return ""
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def main(args: argparse.Namespace) -> int:
@@ -111,18 +173,27 @@ def main(args: argparse.Namespace) -> int:
         return 2
     started = time.perf_counter()
     yml = database(out, args)
-    timings: Dict[str, float] = {}
-    for number, model_id in enumerate(ids, 1):
-        print(f"\ndemo: [{number}/{len(ids)}] model {model_id} ({MODELS[model_id]}): "
-              f"train {args.steps} steps, then evaluate on the test split", flush=True)
-        t0 = time.perf_counter()
-        status = train_and_evaluate(train_argv(model_id, yml, out, args))
-        timings[model_id] = time.perf_counter() - t0
-        if status != 0:
-            print(f"run.py demo: model {model_id} failed (status {status}); see "
-                  f"{out / 'runs' / f'model{model_id}' / 'train.log'}", file=sys.stderr)
-            return status
-        print(f"demo: model {model_id} done in {timings[model_id]:.0f} s", flush=True)
+    cores = os.cpu_count() or 1
+    gpu = args.device == "cuda" or (args.device == "auto" and _cuda_available())
+    parallel = args.parallel or (1 if gpu or cores < 2 else 2)
+    threads = max(1, cores // parallel)
+    print(f"demo: training models {', '.join(ids)} for {args.steps} steps each "
+          f"({args.batch_size} x {args.duration:g} s chunks), {parallel} at a time with "
+          f"{threads} thread(s) each; then each is evaluated on the test split", flush=True)
+    try:
+        done = run_jobs([(m, train_argv(m, yml, out, args)) for m in ids], out, parallel,
+                        threads)
+    except KeyboardInterrupt:
+        print("\ndemo: interrupted; a new `run.py demo` resumes every model from its last "
+              "checkpoint", file=sys.stderr)
+        return 130
+    failed = [m for m in ids if done[m][0] != 0]
+    if failed:
+        for m in failed:
+            print(f"run.py demo: model {m} failed; see {out / 'runs' / f'model{m}.log'}",
+                  file=sys.stderr)
+        return 1
+    timings = {m: done[m][1] for m in ids}
     table = compare([str(out / "runs" / f"model{m}") for m in ids], str(out))
     print()
     print(Path(table).read_text())
