@@ -54,7 +54,8 @@ def test_save_and_load_round_trip_without_token(tmp_path):
 @pytest.mark.parametrize("kwargs,flag", [
     ({"amp": "fp8"}, "--amp"), ({"freeze": "lstm,encoder"}, "--freeze"),
     ({"model": "9"}, "--model"), ({"batch_size": 0}, "--batch-size"),
-    ({"modality_dropout": 1.0}, "--modality-dropout"), ({"scheduler": "step"}, "--scheduler")])
+    ({"modality_dropout": 1.0}, "--modality-dropout"), ({"scheduler": "step"}, "--scheduler"),
+    ({"locality_tau": 0.0}, "--locality-tau")])
 def test_bad_settings_name_the_flag(kwargs, flag):
     with pytest.raises(ValueError, match=flag):
         Config(**kwargs)
@@ -69,3 +70,13 @@ def test_cli_main_reports_bad_flags_with_status_2(capsys):
 def test_grad_clip_zero_means_none():
     assert parse(["--grad-clip", "0"]).grad_clip is None
     assert parse(["--grad-clip", "1.5"]).grad_clip == 1.5
+
+
+def test_locality_tau_reaches_the_co_attention():
+    from train.loop import make_model
+
+    config = Config(model="late", esize=16, lstm_hidden=8, lstm_layers=1, linear_hidden=8,
+                    locality_tau=0.2)
+    assert make_model(config).coattention.locality_tau_s == 0.2
+    assert make_model(Config(model="late", esize=16, lstm_hidden=8, lstm_layers=1,
+                             linear_hidden=8)).coattention.locality_tau_s is None

@@ -40,6 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--d-model", type=int, default=None, help="co-attention width")
     g.add_argument("--fusion-layers", type=int, default=None, help="co-attention layers")
     g.add_argument("--fusion-heads", type=int, default=None, help="co-attention heads")
+    g.add_argument("--locality-tau", type=float, default=None,
+                   help="seconds: co-attention logits get -|t_audio - t_video| / tau, so a "
+                        "frame prefers video near its own time (default: off)")
 
     g = parser.add_argument_group("data")
     g.add_argument("--protocol", default=None, help="pyannote.database protocol")

@@ -47,6 +47,7 @@ class Config:
     d_model: Optional[int] = None        # co-attention width
     fusion_layers: Optional[int] = None  # co-attention layers
     fusion_heads: Optional[int] = None
+    locality_tau: Optional[float] = None  # co-attention prefers frames within ~tau seconds
     # --- data ---
     protocol: Optional[str] = None       # pyannote.database protocol name
     database: Optional[str] = None       # database.yml (else $PYANNOTE_DATABASE_CONFIG)
@@ -122,6 +123,8 @@ class Config:
         need(self.log_every >= 1, f"--log-every must be >= 1, got {self.log_every}")
         need(self.modality_dropout is None or 0.0 <= self.modality_dropout < 1.0,
              f"--modality-dropout must be in [0, 1), got {self.modality_dropout}")
+        need(self.locality_tau is None or self.locality_tau > 0,
+             f"--locality-tau must be > 0 seconds, got {self.locality_tau}")
         need(self.device in ("auto", "cpu", "cuda"),
              f"--device must be auto, cpu or cuda, got {self.device!r}")
 

@@ -94,6 +94,7 @@ def make_model(config: Config, saved_hparams: Optional[Dict[str, Any]] = None) -
         backbone["linear"] = {"hidden_size": config.linear_hidden}
     fusion = {k: v for k, v in (("d_model", config.d_model), ("num_layers", config.fusion_layers),
                                 ("num_heads", config.fusion_heads),
+                                ("locality_tau_s", config.locality_tau),
                                 ("modality_dropout", config.modality_dropout)) if v is not None}
     if config.finetune:
         if backbone:
