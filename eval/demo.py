@@ -46,7 +46,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="data loader workers (default 0: the step, not the data, is slow)")
     parser.add_argument("--files", type=int, default=6, help="synthetic files per split")
     parser.add_argument("--minutes", type=float, default=4.0,
-                        help="synthetic minutes of audio per split")
+                        help="synthetic minutes of train audio (default 4)")
+    parser.add_argument("--eval-minutes", type=float, default=None,
+                        help="synthetic minutes of development and of test audio "
+                             "(default: --minutes)")
     parser.add_argument("--esize", type=int, default=128, help="synthetic video embedding size")
     parser.add_argument("--seed", type=int, default=0, help="database and training seed")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
@@ -60,8 +63,9 @@ def database(out: Path, args: argparse.Namespace) -> Path:
     from data.synthetic import generate_database
 
     db = out / "db"
+    eval_minutes = float(args.minutes if args.eval_minutes is None else args.eval_minutes)
     wanted = {"files": args.files, "minutes": float(args.minutes), "esize": args.esize,
-              "seed": args.seed}
+              "seed": args.seed, "eval_minutes": eval_minutes}
     settings = db / "synthetic.json"
     if settings.is_file() and (db / "database.yml").is_file():
         saved = json.loads(settings.read_text())
@@ -70,8 +74,9 @@ def database(out: Path, args: argparse.Namespace) -> Path:
             return db / "database.yml"
         print(f"demo: {settings} has other settings; generating the database again")
     started = time.perf_counter()
-    yml = generate_database(db, files=args.files, minutes=args.minutes, esize=args.esize,
-                            seed=args.seed, progress=True)
+    yml = generate_database(db, files=args.files, minutes=args.minutes,
+                            eval_minutes=eval_minutes, esize=args.esize, seed=args.seed,
+                            progress=True)
     print(f"demo: synthetic database written to {db} in {time.perf_counter() - started:.0f} s")
     return Path(yml)
 
