@@ -1,0 +1,108 @@
+"""How far does the video alone get? A diagnostic for the demo's fusion result.
+
+Trains a video-only segmenter (embeddings -> Linear(E, 64) + ReLU -> 2-layer BiLSTM 64 ->
+powerset classes, read at the audio model's frame times) on a protocol's train split with
+the same chunks, targets, permutation-invariant loss and local DER as training, and prints
+the validation DER every --val-every steps. If it learns, the video carries who speaks
+when; how many steps it needs says how long the fusion models need.
+
+    python run.py synth --out /tmp/db30 --minutes 30 --eval-minutes 4
+    python bench/video_probe.py --database /tmp/db30/database.yml --steps 600
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+from core import build_model  # noqa: E402
+from train.config import Config  # noqa: E402
+from train.data_adapter import build  # noqa: E402
+from train.distributed import World  # noqa: E402
+from train.loss import segmentation_loss  # noqa: E402
+from train.metrics import Sums, der_from_sums, der_sums  # noqa: E402
+
+
+class VideoOnly(nn.Module):
+    """video (B, Tv, E), mask (B, Tv) -> log-probabilities (B, F, classes) at frame times."""
+
+    def __init__(self, esize: int, frame_times_s: torch.Tensor, fps: float, classes: int):
+        super().__init__()
+        self.project = nn.Linear(esize, 64)
+        self.lstm = nn.LSTM(64, 64, num_layers=2, batch_first=True, bidirectional=True)
+        self.classifier = nn.Linear(128, classes)
+        self.register_buffer("index", torch.round(frame_times_s * fps).long())
+
+    def forward(self, video: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        video = video.masked_fill(~mask[..., None], 0.0)
+        hidden, _ = self.lstm(torch.relu(self.project(video)))
+        scores = torch.log_softmax(self.classifier(hidden), dim=-1)
+        return scores[:, self.index.clamp(max=video.shape[1] - 1)]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--database", required=True)
+    parser.add_argument("--protocol", default="Synthetic.SpeakerDiarization.AV")
+    parser.add_argument("--video-dir", default=None, help="default: video/ next to database")
+    parser.add_argument("--esize", type=int, default=128)
+    parser.add_argument("--duration", type=float, default=5.0)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--val-every", type=int, default=100)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    video_dir = args.video_dir or str(Path(args.database).parent / "video")
+    reference = build_model("hybrid", esize=args.esize, duration_s=args.duration)
+    with tempfile.TemporaryDirectory() as cdir:
+        config = Config(model="hybrid", esize=args.esize, protocol=args.protocol,
+                        database=args.database, video_dir=video_dir, duration=args.duration,
+                        batch_size=args.batch_size, workers=0, cdir=cdir)
+        data = build(config, reference, World())
+        first = next(iter(data.validation()))
+        num_frames = first["target"].shape[1]
+        probe = VideoOnly(args.esize, reference.frame_times(num_frames), reference.video_fps,
+                          reference.powerset.num_classes)
+        optimizer = torch.optim.Adam(probe.parameters(), lr=args.lr)
+        step, started = 0, time.perf_counter()
+        while step < args.steps:
+            for batch in data.train(step // data.batches_per_epoch):
+                scores = probe(batch["video"], batch["video_mask"])
+                loss = segmentation_loss(scores, batch["target"], reference.powerset)
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                step += 1
+                if step % args.val_every == 0 or step == args.steps:
+                    probe.eval()
+                    sums = Sums()
+                    with torch.no_grad():
+                        for val in data.validation():
+                            sums.add(**der_sums(probe(val["video"], val["video_mask"]),
+                                                val["target"], reference.powerset))
+                    probe.train()
+                    rates = der_from_sums(sums.values)
+                    print(f"step {step}: train loss {loss.item():.3f}  validation DER "
+                          f"{100 * rates['der']:.1f}% (FA {100 * rates['false_alarm']:.1f} "
+                          f"miss {100 * rates['missed']:.1f} conf "
+                          f"{100 * rates['confusion']:.1f})  {time.perf_counter() - started:.0f} s",
+                          flush=True)
+                if step >= args.steps:
+                    break
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
