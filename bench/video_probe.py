@@ -4,7 +4,11 @@ Trains a video-only segmenter (embeddings -> Linear(E, 64) + ReLU -> 2-layer BiL
 powerset classes, read at the audio model's frame times) on a protocol's train split with
 the same chunks, targets, permutation-invariant loss and local DER as training, and prints
 the validation DER every --val-every steps. If it learns, the video carries who speaks
-when; how many steps it needs says how long the fusion models need.
+when; how many steps it needs says how long the fusion models need. First it prints the
+DER of a hand rule on the synthetic database's mouth channels (slot k speaks where its
+mouth channel > 0.3): what the video says, with nothing to learn. --features mouth feeds
+the probe the mouth channels only; the gap to --features all is what the other
+dimensions (the faces) cost through overfitting.
 
     python run.py synth --out /tmp/db30 --minutes 30 --eval-minutes 4
     python bench/video_probe.py --database /tmp/db30/database.yml --steps 600
@@ -24,6 +28,7 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from core import build_model  # noqa: E402
+from data.synthetic import SLOTS  # noqa: E402
 from train.config import Config  # noqa: E402
 from train.data_adapter import build  # noqa: E402
 from train.distributed import World  # noqa: E402
@@ -34,18 +39,36 @@ from train.metrics import Sums, der_from_sums, der_sums  # noqa: E402
 class VideoOnly(nn.Module):
     """video (B, Tv, E), mask (B, Tv) -> log-probabilities (B, F, classes) at frame times."""
 
-    def __init__(self, esize: int, frame_times_s: torch.Tensor, fps: float, classes: int):
+    def __init__(self, esize: int, frame_times_s: torch.Tensor, fps: float, classes: int,
+                 keep: torch.Tensor):
         super().__init__()
+        self.register_buffer("keep", keep.float())  # (E,) 1 = dimension the probe sees
         self.project = nn.Linear(esize, 64)
         self.lstm = nn.LSTM(64, 64, num_layers=2, batch_first=True, bidirectional=True)
         self.classifier = nn.Linear(128, classes)
         self.register_buffer("index", torch.round(frame_times_s * fps).long())
 
     def forward(self, video: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        video = video.masked_fill(~mask[..., None], 0.0)
+        video = video.masked_fill(~mask[..., None], 0.0) * self.keep
         hidden, _ = self.lstm(torch.relu(self.project(video)))
         scores = torch.log_softmax(self.classifier(hidden), dim=-1)
         return scores[:, self.index.clamp(max=video.shape[1] - 1)]
+
+
+def rule_scores(video: torch.Tensor, mask: torch.Tensor, index: torch.Tensor,
+                esize: int) -> torch.Tensor:
+    """The synthetic database's mouth channels (B, F, SLOTS) at the frame times: a hand rule
+    (slot k speaks where its mouth channel > 0.3) that no training can beat by much."""
+    width = esize // SLOTS
+    video = video.float().masked_fill(~mask[..., None], 0.0)
+    return video[:, index.clamp(max=video.shape[1] - 1)][..., width - 1::width][..., :SLOTS]
+
+
+def report(step: str, sums: Sums, extra: str = "") -> None:
+    rates = der_from_sums(sums.values)
+    print(f"{step}: {extra}validation DER {100 * rates['der']:.1f}% (FA "
+          f"{100 * rates['false_alarm']:.1f} miss {100 * rates['missed']:.1f} conf "
+          f"{100 * rates['confusion']:.1f})", flush=True)
 
 
 def main() -> int:
@@ -60,6 +83,9 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--val-every", type=int, default=100)
     parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--features", default="all", choices=["all", "mouth", "face"],
+                        help="dimensions the probe sees: all, the synthetic database's mouth "
+                             "channels only (last dim of each of its 4 slots), or all but those")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -73,8 +99,16 @@ def main() -> int:
         data = build(config, reference, World())
         first = next(iter(data.validation()))
         num_frames = first["target"].shape[1]
+        mouth = torch.zeros(args.esize, dtype=torch.bool)
+        mouth[[(k + 1) * (args.esize // SLOTS) - 1 for k in range(SLOTS)]] = True
+        keep = {"all": torch.ones_like(mouth), "mouth": mouth, "face": ~mouth}[args.features]
         probe = VideoOnly(args.esize, reference.frame_times(num_frames), reference.video_fps,
-                          reference.powerset.num_classes)
+                          reference.powerset.num_classes, keep)
+        sums = Sums()
+        for val in data.validation():
+            sums.add(**der_sums(rule_scores(val["video"], val["video_mask"], probe.index,
+                                            args.esize), val["target"], None, 0.3))
+        report("rule (mouth channel > 0.3)", sums)
         optimizer = torch.optim.Adam(probe.parameters(), lr=args.lr)
         step, started = 0, time.perf_counter()
         while step < args.steps:
@@ -93,12 +127,8 @@ def main() -> int:
                             sums.add(**der_sums(probe(val["video"], val["video_mask"]),
                                                 val["target"], reference.powerset))
                     probe.train()
-                    rates = der_from_sums(sums.values)
-                    print(f"step {step}: train loss {loss.item():.3f}  validation DER "
-                          f"{100 * rates['der']:.1f}% (FA {100 * rates['false_alarm']:.1f} "
-                          f"miss {100 * rates['missed']:.1f} conf "
-                          f"{100 * rates['confusion']:.1f})  {time.perf_counter() - started:.0f} s",
-                          flush=True)
+                    report(f"step {step} ({time.perf_counter() - started:.0f} s)", sums,
+                           f"train loss {loss.item():.3f}  ")
                 if step >= args.steps:
                     break
     return 0

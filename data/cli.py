@@ -1,4 +1,5 @@
-"""`python run.py synth --out DIR [--files N --minutes M --esize E --seed S]`.
+"""`python run.py synth --out DIR [--files N --minutes M --esize E --seed S --pairs P
+--singles Q]`.
 
 Writes the synthetic audio-visual database (see data/synthetic.py) and prints how to use
 it: --database DIR/database.yml --protocol Synthetic.SpeakerDiarization.AV
@@ -23,6 +24,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--esize", type=int, default=128,
                         help="video embedding size, at least 8 (default 128)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--pairs", type=int, default=4,
+                        help="look-alike speaker pairs per split's speaker pool (default 4)")
+    parser.add_argument("--singles", type=int, default=4,
+                        help="other speakers per split's speaker pool (default 4)")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -30,7 +35,8 @@ def main(args: argparse.Namespace) -> int:
     try:
         yml = generate_database(args.out, files=args.files, minutes=args.minutes,
                                 eval_minutes=args.eval_minutes, esize=args.esize,
-                                seed=args.seed, progress=True)
+                                seed=args.seed, pairs=args.pairs, singles=args.singles,
+                                progress=True)
     except ValueError as error:
         print(f"run.py synth: {error}")
         return 2

@@ -259,6 +259,9 @@ def generate_database(out_dir, *, files: int = 6, minutes: float = 4.0,
     """
     if esize < 2 * SLOTS:
         raise ValueError(f"synthetic video needs --esize >= {2 * SLOTS}, got {esize}")
+    if pairs < 0 or singles < 0 or 2 * pairs + singles < 2:
+        raise ValueError(f"need --pairs >= 0, --singles >= 0 and at least 2 speakers per "
+                         f"split, got {pairs} pairs and {singles} singles")
     if files < 1 or minutes <= 0:
         raise ValueError(f"need --files >= 1 and --minutes > 0, got {files} and {minutes}")
     out = Path(out_dir)

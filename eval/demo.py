@@ -51,6 +51,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="synthetic minutes of development and of test audio "
                              "(default: --minutes)")
     parser.add_argument("--esize", type=int, default=128, help="synthetic video embedding size")
+    parser.add_argument("--pairs", type=int, default=4,
+                        help="look-alike speaker pairs in each split's speaker pool (default 4)")
+    parser.add_argument("--singles", type=int, default=4,
+                        help="other speakers in each split's speaker pool (default 4)")
     parser.add_argument("--seed", type=int, default=0, help="database and training seed")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--parallel", type=int, default=None,
@@ -65,7 +69,8 @@ def database(out: Path, args: argparse.Namespace) -> Path:
     db = out / "db"
     eval_minutes = float(args.minutes if args.eval_minutes is None else args.eval_minutes)
     wanted = {"files": args.files, "minutes": float(args.minutes), "esize": args.esize,
-              "seed": args.seed, "eval_minutes": eval_minutes}
+              "seed": args.seed, "eval_minutes": eval_minutes, "pairs": args.pairs,
+              "singles": args.singles}
     settings = db / "synthetic.json"
     if settings.is_file() and (db / "database.yml").is_file():
         saved = json.loads(settings.read_text())
@@ -76,6 +81,7 @@ def database(out: Path, args: argparse.Namespace) -> Path:
     started = time.perf_counter()
     yml = generate_database(db, files=args.files, minutes=args.minutes,
                             eval_minutes=eval_minutes, esize=args.esize, seed=args.seed,
+                            pairs=args.pairs, singles=args.singles,
                             progress=True)
     print(f"demo: synthetic database written to {db} in {time.perf_counter() - started:.0f} s")
     return Path(yml)

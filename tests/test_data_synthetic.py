@@ -58,6 +58,23 @@ def test_run_py_synth(tmp_path):
     assert run.main(["synth", "--out", str(out), "--esize", "4"]) == 2
 
 
+def test_run_py_synth_speaker_pool_size(tmp_path, capsys):
+    """--pairs/--singles set each split's pool: more files then meet more distinct speakers."""
+    def speakers(pairs, singles):
+        out = tmp_path / f"db{pairs}_{singles}"
+        assert run.main(["synth", "--out", str(out), "--files", "12", "--minutes", "1.2",
+                         "--eval-minutes", "0.1", "--esize", "16", "--pairs", str(pairs),
+                         "--singles", str(singles)]) == 0
+        lines = (out / "rttm" / "train.rttm").read_text().splitlines()
+        return {line.split()[7] for line in lines}
+
+    small, large = speakers(1, 1), speakers(10, 10)
+    assert len(small) <= 3 < len(large) <= 30
+    assert run.main(["synth", "--out", str(tmp_path / "bad"), "--pairs", "0",
+                     "--singles", "1"]) == 2
+    assert "at least 2 speakers" in capsys.readouterr().out
+
+
 def test_look_alike_voices_are_close_and_others_are_not():
     speakers = make_speakers(stable_rng(0, "x"), "tr", 7, pairs=3, singles=2)
     by_label = {s.label: s for s in speakers}
