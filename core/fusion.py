@@ -28,6 +28,21 @@ from core.coattention import CoAttentionEncoder
 from core.sincnet import SincNet
 
 
+def center_video(video: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Subtract each chunk's mean embedding over its present frames; missing frames -> 0.
+
+    video (B, Tv, E), mask (B, Tv) bool -> (B, Tv, E). What stays constant over a chunk
+    (whose face it is, the camera) goes; what changes (the mouth, faces coming and going)
+    stays. Without it the fusion models fit the training speakers' faces: a video-only
+    probe on the synthetic database reached 42 % validation DER (confusion 15 %) with the
+    raw embeddings and 30 % (confusion 6 %) with centred ones (bench/video_probe.py).
+    """
+    present = mask[..., None].to(video.dtype)
+    video = video.masked_fill(~mask[..., None], 0.0)
+    mean = video.sum(dim=1, keepdim=True) / present.sum(dim=1, keepdim=True).clamp(min=1.0)
+    return (video - mean) * present
+
+
 class FusionModel(PyanNet):
     """Common part of the fusion models: fusion hparams, video checks, modality dropout.
 
@@ -43,8 +58,8 @@ class FusionModel(PyanNet):
     def __init__(self, *, esize: int, video_fps: float = 25.0, d_model: int = 64,
                  num_layers: int = 2, num_heads: int = 4, dropout: float = 0.1,
                  locality_tau_s: Optional[float] = None, modality_dropout: float = 0.1,
-                 ff_mult: int = 4, lstm_input_size: Optional[int] = None,
-                 **backbone: Any):
+                 ff_mult: int = 4, video_centering: bool = True,
+                 lstm_input_size: Optional[int] = None, **backbone: Any):
         if esize is None or int(esize) <= 0:
             raise ValueError(f"core/fusion.py: model {self.model_name!r} needs esize, the size "
                              f"of one video embedding (e.g. 384 or 1024), got {esize!r}")
@@ -59,6 +74,7 @@ class FusionModel(PyanNet):
         self.esize = int(esize)
         self.video_fps = float(video_fps)
         self.modality_dropout = float(modality_dropout)
+        self.video_centering = bool(video_centering)
         self.fusion_hparams: Dict[str, Any] = {
             "d_model": int(d_model), "num_layers": int(num_layers), "num_heads": int(num_heads),
             "dropout": float(dropout), "ff_mult": int(ff_mult),
@@ -71,7 +87,8 @@ class FusionModel(PyanNet):
     def hparams(self) -> Dict[str, Any]:
         """Plain dict from which `core.build_model(**hparams)` rebuilds this architecture."""
         return {**super().hparams, "esize": self.esize, "video_fps": self.video_fps,
-                "modality_dropout": self.modality_dropout, **self.fusion_hparams}
+                "modality_dropout": self.modality_dropout,
+                "video_centering": self.video_centering, **self.fusion_hparams}
 
     def video_times(self, num_video_frames: int) -> torch.Tensor:
         """Time in seconds of every video frame from the chunk start, (num_video_frames,)."""
@@ -105,6 +122,8 @@ class FusionModel(PyanNet):
         if self.training and self.modality_dropout > 0:
             keep = torch.rand(batch, 1, device=video.device) >= self.modality_dropout
             video_mask = video_mask & keep
+        if self.video_centering:
+            video = center_video(video, video_mask)
         return video, video_mask
 
     def coattend(self, encoder: CoAttentionEncoder, audio: torch.Tensor,

@@ -24,10 +24,11 @@ MODEL_CLASSES: Dict[str, type] = {
     "audio": PyanNet, "late": LateFusion, "early": EarlyFusion, "hybrid": HybridFusion}
 
 FUSION_HPARAMS = ("esize", "video_fps", "d_model", "num_layers", "num_heads", "dropout",
-                  "locality_tau_s", "modality_dropout", "ff_mult", "video_hidden")
+                  "locality_tau_s", "modality_dropout", "ff_mult", "video_hidden",
+                  "video_centering")
 
-__all__ = ["MODEL_IDS", "MODEL_NAMES", "PARTS", "build_model", "model_name", "freeze",
-           "param_groups", "parameter_counts", "parts", "summary"]
+__all__ = ["MODEL_IDS", "MODEL_NAMES", "PARTS", "build_model", "checkpoint_hparams",
+           "model_name", "freeze", "param_groups", "parameter_counts", "parts", "summary"]
 
 
 def model_name(model: Union[str, int]) -> str:
@@ -43,13 +44,23 @@ def model_name(model: Union[str, int]) -> str:
                      f"{sorted(MODEL_IDS.values())} or {list(MODEL_IDS)}")
 
 
+def checkpoint_hparams(hparams: Dict[str, Any]) -> Dict[str, Any]:
+    """A checkpoint's model_hparams as build_model arguments: fusion checkpoints written
+    before video_centering existed did not centre the video, so they get False."""
+    hparams = dict(hparams)
+    if model_name(hparams.get("model", "audio")) != "audio":
+        hparams.setdefault("video_centering", False)
+    return hparams
+
+
 def build_model(model: Union[str, int] = "audio", *, esize: Optional[int] = None,
                 video_fps: float = 25.0, **hparams: Any) -> nn.Module:
     """A freshly initialised model.
 
     Backbone hparams (all models): sincnet, lstm, linear (dicts), num_speakers,
     powerset_max, duration_s. Fusion hparams (6, 7, 8): esize (required), video_fps,
-    d_model, num_layers, num_heads, dropout, locality_tau_s, modality_dropout, ff_mult;
+    d_model, num_layers, num_heads, dropout, locality_tau_s, modality_dropout, ff_mult,
+    video_centering (subtract each chunk's mean video embedding, default True);
     video_hidden (8 only). Fusion hparams that do not apply to the chosen model (all of
     them for the audio model, video_hidden for 6 and 7) and fusion hparams set to None are
     ignored, so one config can build every model; unknown names are an error.

@@ -206,12 +206,12 @@ def load_pretrained(checkpoint: str, *, model: Union[str, int, None] = None,
     esize: video embedding size (fusion models). overrides: fusion hyper-parameters
     (d_model, num_layers, ...) for a new fusion model. Returns the model in eval mode.
     """
-    from core.models import build_model, model_name
+    from core.models import build_model, checkpoint_hparams, model_name
 
     path = resolve_checkpoint(str(checkpoint), revision=revision, token=token)
     raw = read_checkpoint(path)
     if "model_state" in raw and "model_hparams" in raw:  # avdiar's own checkpoint
-        saved = dict(raw["model_hparams"])
+        saved = checkpoint_hparams(raw["model_hparams"])
         state = raw["model_state"]
     elif "state_dict" in raw:
         state = raw["state_dict"]

@@ -14,7 +14,9 @@ Generative model (everything drawn from `numpy.random.default_rng` streams seede
 stable hash of (seed, split, file index), so the output depends on the seed only):
 
 Speakers. Every split has its own pool of speakers (no speaker is shared across splits):
-`pairs` look-alike pairs and `singles` other speakers. A speaker has a voice
+`pairs` look-alike pairs and `singles` other speakers (4 and 4 by default; `run.py synth
+--pairs P --singles Q`: with many files, a bigger pool gives more distinct faces and voices,
+so that a model has fewer training faces to memorise). A speaker has a voice
 (`data.voice.Voice`: pitch, formants, rate, brightness, loudness) and a face-identity
 vector (unit norm). The two members of a look-alike pair have voices within 1 % of each
 other in every parameter, so audio alone can hardly tell them apart, but independent

@@ -126,6 +126,38 @@ def test_masked_frame_values_change_nothing(model):
 
 
 @pytest.mark.parametrize("model", FUSION_IDS)
+def test_video_centering_ignores_what_is_constant_over_a_chunk(model):
+    """Centred (the default): adding one vector to every present frame of a chunk, e.g.
+    another face identity, changes nothing; what changes over time still matters."""
+    waveforms, video = batch()
+    mask = torch.ones(video.shape[:2], dtype=torch.bool)
+    mask[0, 20:30] = False
+    shifted = video + 2.0 * torch.randn(video.shape[0], 1, video.shape[2])
+    rolled = video.roll(7, dims=1)
+    for centering in (True, False):
+        net = perturb_fusion(fusion_model(model, video_centering=centering))
+        assert net.hparams["video_centering"] is centering
+        with torch.no_grad():
+            out = net(waveforms, video, mask)
+            moved = net(waveforms, shifted, mask)
+            assert not torch.allclose(net(waveforms, rolled, mask), out, atol=1e-4)
+        if centering:
+            torch.testing.assert_close(moved, out, rtol=0, atol=1e-5)
+        else:
+            assert not torch.allclose(moved, out, atol=1e-4)
+
+
+def test_checkpoints_from_before_video_centering_load_without_it(tmp_path):
+    from core.models import checkpoint_hparams
+
+    new = fusion_model(6).hparams
+    old = {k: v for k, v in new.items() if k != "video_centering"}
+    assert checkpoint_hparams(new)["video_centering"] is True
+    assert build_model(**checkpoint_hparams(old)).video_centering is False
+    assert "video_centering" not in checkpoint_hparams(audio_model().hparams)
+
+
+@pytest.mark.parametrize("model", FUSION_IDS)
 def test_training_moves_fusion_and_frozen_lstm_stays(model):
     torch.manual_seed(0)
     net = copy_audio_weights(fusion_model(model), audio_model())

@@ -80,3 +80,13 @@ def test_locality_tau_reaches_the_co_attention():
     assert make_model(config).coattention.locality_tau_s == 0.2
     assert make_model(Config(model="late", esize=16, lstm_hidden=8, lstm_layers=1,
                              linear_hidden=8)).coattention.locality_tau_s is None
+
+
+def test_video_centering_flag_reaches_the_model():
+    from train.loop import make_model
+
+    small = dict(model="hybrid", esize=16, lstm_hidden=8, lstm_layers=1, linear_hidden=8)
+    assert parse(["--no-video-centering"]).video_centering is False
+    assert parse([]).video_centering is None
+    assert make_model(Config(**small)).video_centering is True
+    assert make_model(Config(**small, video_centering=False)).video_centering is False

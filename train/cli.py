@@ -40,6 +40,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--d-model", type=int, default=None, help="co-attention width")
     g.add_argument("--fusion-layers", type=int, default=None, help="co-attention layers")
     g.add_argument("--fusion-heads", type=int, default=None, help="co-attention heads")
+    g.add_argument("--video-centering", action=argparse.BooleanOptionalAction, default=None,
+                   help="subtract each chunk's mean video embedding, so that the fusion "
+                        "models read what changes (mouths) rather than whose face it is "
+                        "(default: on for new fusion models)")
     g.add_argument("--locality-tau", type=float, default=None,
                    help="seconds: co-attention logits get -|t_audio - t_video| / tau, so a "
                         "frame prefers video near its own time (default: off)")

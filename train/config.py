@@ -48,6 +48,7 @@ class Config:
     fusion_layers: Optional[int] = None  # co-attention layers
     fusion_heads: Optional[int] = None
     locality_tau: Optional[float] = None  # co-attention prefers frames within ~tau seconds
+    video_centering: Optional[bool] = None  # subtract each chunk's mean video (None: model's, on)
     # --- data ---
     protocol: Optional[str] = None       # pyannote.database protocol name
     database: Optional[str] = None       # database.yml (else $PYANNOTE_DATABASE_CONFIG)

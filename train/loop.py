@@ -26,6 +26,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from core import build_model, load_pretrained
+from core.models import checkpoint_hparams
 from core.parts import freeze, summary
 from train import data_adapter
 from train.checkpoint import (
@@ -83,7 +84,7 @@ def seed_all(*parts: Any) -> None:
 def make_model(config: Config, saved_hparams: Optional[Dict[str, Any]] = None) -> torch.nn.Module:
     """The model: rebuilt from a checkpoint's hparams, loaded (--finetune), or new."""
     if saved_hparams is not None:
-        return build_model(**saved_hparams)
+        return build_model(**checkpoint_hparams(saved_hparams))
     backbone: Dict[str, Any] = {}
     lstm = {k: v for k, v in (("hidden_size", config.lstm_hidden),
                               ("num_layers", config.lstm_layers),
@@ -95,6 +96,7 @@ def make_model(config: Config, saved_hparams: Optional[Dict[str, Any]] = None) -
     fusion = {k: v for k, v in (("d_model", config.d_model), ("num_layers", config.fusion_layers),
                                 ("num_heads", config.fusion_heads),
                                 ("locality_tau_s", config.locality_tau),
+                                ("video_centering", config.video_centering),
                                 ("modality_dropout", config.modality_dropout)) if v is not None}
     if config.finetune:
         if backbone:
