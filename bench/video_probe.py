@@ -8,7 +8,8 @@ when; how many steps it needs says how long the fusion models need. First it pri
 DER of a hand rule on the synthetic database's mouth channels (slot k speaks where its
 mouth channel > 0.3): what the video says, with nothing to learn. --features mouth feeds
 the probe the mouth channels only; the gap to --features all is what the other
-dimensions (the faces) cost through overfitting.
+dimensions (the faces) cost through overfitting; --center removes each chunk's mean
+embedding first, as the fusion models do.
 
     python run.py synth --out /tmp/db30 --minutes 30 --eval-minutes 4
     python bench/video_probe.py --database /tmp/db30/database.yml --steps 600
@@ -28,6 +29,7 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from core import build_model  # noqa: E402
+from core.fusion import center_video  # noqa: E402
 from data.synthetic import SLOTS  # noqa: E402
 from train.config import Config  # noqa: E402
 from train.data_adapter import build  # noqa: E402
@@ -40,8 +42,9 @@ class VideoOnly(nn.Module):
     """video (B, Tv, E), mask (B, Tv) -> log-probabilities (B, F, classes) at frame times."""
 
     def __init__(self, esize: int, frame_times_s: torch.Tensor, fps: float, classes: int,
-                 keep: torch.Tensor):
+                 keep: torch.Tensor, centering: bool = False):
         super().__init__()
+        self.centering = centering
         self.register_buffer("keep", keep.float())  # (E,) 1 = dimension the probe sees
         self.project = nn.Linear(esize, 64)
         self.lstm = nn.LSTM(64, 64, num_layers=2, batch_first=True, bidirectional=True)
@@ -50,6 +53,8 @@ class VideoOnly(nn.Module):
 
     def forward(self, video: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         video = video.masked_fill(~mask[..., None], 0.0) * self.keep
+        if self.centering:
+            video = center_video(video, mask)
         hidden, _ = self.lstm(torch.relu(self.project(video)))
         scores = torch.log_softmax(self.classifier(hidden), dim=-1)
         return scores[:, self.index.clamp(max=video.shape[1] - 1)]
@@ -86,6 +91,9 @@ def main() -> int:
     parser.add_argument("--features", default="all", choices=["all", "mouth", "face"],
                         help="dimensions the probe sees: all, the synthetic database's mouth "
                              "channels only (last dim of each of its 4 slots), or all but those")
+    parser.add_argument("--center", action="store_true",
+                        help="subtract each chunk's mean embedding first, as the fusion "
+                             "models do by default (core.fusion.center_video)")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -103,7 +111,7 @@ def main() -> int:
         mouth[[(k + 1) * (args.esize // SLOTS) - 1 for k in range(SLOTS)]] = True
         keep = {"all": torch.ones_like(mouth), "mouth": mouth, "face": ~mouth}[args.features]
         probe = VideoOnly(args.esize, reference.frame_times(num_frames), reference.video_fps,
-                          reference.powerset.num_classes, keep)
+                          reference.powerset.num_classes, keep, args.center)
         sums = Sums()
         for val in data.validation():
             sums.add(**der_sums(rule_scores(val["video"], val["video_mask"], probe.index,

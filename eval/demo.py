@@ -56,6 +56,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--singles", type=int, default=4,
                         help="other speakers in each split's speaker pool (default 4)")
     parser.add_argument("--seed", type=int, default=0, help="database and training seed")
+    parser.add_argument("--scheduler", default="constant", choices=["constant", "cosine", "linear"],
+                        help="learning-rate schedule of every model (default: constant)")
+    parser.add_argument("--video-centering", action=argparse.BooleanOptionalAction,
+                        default=None, help="passed to training (default: the models' own, on)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--parallel", type=int, default=None,
                         help="models trained at once (default: 2 on a CPU with 2+ cores, "
@@ -98,7 +102,9 @@ def train_argv(model_id: str, yml: Path, out: Path, args: argparse.Namespace) ->
             "--log-every", str(max(1, min(25, args.steps // 10))),
             "--workers", str(args.workers), "--seed", str(args.seed), "--device", args.device,
             "--lstm-hidden", "64", "--lstm-layers", "2", "--linear-hidden", "64",
-            "--groundtruths", "test"]
+            "--groundtruths", "test", "--scheduler", args.scheduler,
+            *({True: ["--video-centering"], False: ["--no-video-centering"]}.get(
+                args.video_centering, []))]
 
 
 def run_jobs(jobs: List[Tuple[str, List[str]]], out: Path, parallel: int, threads: int,
