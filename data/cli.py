@@ -28,6 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="look-alike speaker pairs per split's speaker pool (default 4)")
     parser.add_argument("--singles", type=int, default=4,
                         help="other speakers per split's speaker pool (default 4)")
+    parser.add_argument("--look-alike-spread", type=float, default=0.01,
+                        help="relative difference of look-alike voices in every voice "
+                             "parameter; 0 = identical voices (default 0.01)")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -36,6 +39,7 @@ def main(args: argparse.Namespace) -> int:
         yml = generate_database(args.out, files=args.files, minutes=args.minutes,
                                 eval_minutes=args.eval_minutes, esize=args.esize,
                                 seed=args.seed, pairs=args.pairs, singles=args.singles,
+                                look_alike_spread=args.look_alike_spread,
                                 progress=True)
     except ValueError as error:
         print(f"run.py synth: {error}")

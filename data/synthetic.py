@@ -84,8 +84,9 @@ def stable_rng(*parts) -> np.random.Generator:
 
 
 def make_speakers(rng: np.random.Generator, prefix: str, face_dims: int, pairs: int = 4,
-                  singles: int = 4) -> List[Speaker]:
-    """`pairs` look-alike pairs then `singles` speakers, labelled f"{prefix}_spk{i:02d}"."""
+                  singles: int = 4, spread: float = 0.01) -> List[Speaker]:
+    """`pairs` look-alike pairs (voice parameters within `spread`, relative) then `singles`
+    speakers, labelled f"{prefix}_spk{i:02d}"."""
     speakers: List[Speaker] = []
 
     def face() -> np.ndarray:
@@ -96,7 +97,7 @@ def make_speakers(rng: np.random.Generator, prefix: str, face_dims: int, pairs: 
         voice = random_voice(rng)
         a, b = f"{prefix}_spk{2 * p:02d}", f"{prefix}_spk{2 * p + 1:02d}"
         speakers.append(Speaker(a, voice, face(), b))
-        speakers.append(Speaker(b, voice.look_alike(rng), face(), a))
+        speakers.append(Speaker(b, voice.look_alike(rng, spread), face(), a))
     for s in range(singles):
         speakers.append(Speaker(f"{prefix}_spk{2 * pairs + s:02d}", random_voice(rng), face(),
                                 None))
@@ -251,19 +252,24 @@ def _yaml(protocol_name: str, splits: Sequence[str]) -> str:
 def generate_database(out_dir, *, files: int = 6, minutes: float = 4.0,
                       eval_minutes: Optional[float] = None, esize: int = 128, seed: int = 0,
                       uri_format: str = "{prefix}{index:03d}", pairs: int = 4,
-                      singles: int = 4, progress: bool = False) -> Path:
+                      singles: int = 4, look_alike_spread: float = 0.01,
+                      progress: bool = False) -> Path:
     """Write the synthetic database into `out_dir`; return the path of its database.yml.
 
     files: files per split; minutes: minutes of audio in the train split (shared equally by
     its files); eval_minutes: the same for development and test (default: `minutes`);
     esize: video embedding size (>= 8); uri_format: formatted with prefix ("tr", "dv",
-    "ts"), split and index (non-ASCII allowed).
+    "ts"), split and index (non-ASCII allowed); pairs, singles: speaker pool of each split;
+    look_alike_spread: how far apart (relative, every voice parameter) look-alike voices
+    are, 0 = the same voice parameters (only prosody and the words differ).
     """
     if esize < 2 * SLOTS:
         raise ValueError(f"synthetic video needs --esize >= {2 * SLOTS}, got {esize}")
     if pairs < 0 or singles < 0 or 2 * pairs + singles < 2:
         raise ValueError(f"need --pairs >= 0, --singles >= 0 and at least 2 speakers per "
                          f"split, got {pairs} pairs and {singles} singles")
+    if not 0.0 <= look_alike_spread < 1.0:
+        raise ValueError(f"need 0 <= --look-alike-spread < 1, got {look_alike_spread}")
     if files < 1 or minutes <= 0:
         raise ValueError(f"need --files >= 1 and --minutes > 0, got {files} and {minutes}")
     out = Path(out_dir)
@@ -279,7 +285,7 @@ def generate_database(out_dir, *, files: int = 6, minutes: float = 4.0,
     for split in SPLITS:
         prefix = _PREFIX[split]
         speakers = make_speakers(stable_rng(seed, split, "speakers"), prefix, width - 1,
-                                 pairs, singles)
+                                 pairs, singles, look_alike_spread)
         duration_s = 60.0 * (minutes if split == "train" else eval_minutes) / files
         uris, rttm, uem = [], [], []
         for i in range(files):
@@ -310,6 +316,7 @@ def generate_database(out_dir, *, files: int = 6, minutes: float = 4.0,
     yml.write_text(_yaml(PROTOCOL, SPLITS), encoding="utf-8")
     settings = {"protocol": PROTOCOL, "files": files, "minutes": minutes,
                 "eval_minutes": eval_minutes, "esize": esize, "video_fps": VIDEO_FPS,
-                "seed": seed, "slots": SLOTS, "pairs": pairs, "singles": singles}
+                "seed": seed, "slots": SLOTS, "pairs": pairs, "singles": singles,
+                "look_alike_spread": look_alike_spread}
     (out / "synthetic.json").write_text(json.dumps(settings, indent=2), encoding="utf-8")
     return yml

@@ -55,6 +55,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="look-alike speaker pairs in each split's speaker pool (default 4)")
     parser.add_argument("--singles", type=int, default=4,
                         help="other speakers in each split's speaker pool (default 4)")
+    parser.add_argument("--look-alike-spread", type=float, default=0.01,
+                        help="how far apart look-alike voices are; 0 = identical (default 0.01)")
     parser.add_argument("--seed", type=int, default=0, help="database and training seed")
     parser.add_argument("--scheduler", default="constant", choices=["constant", "cosine", "linear"],
                         help="learning-rate schedule of every model (default: constant)")
@@ -74,7 +76,7 @@ def database(out: Path, args: argparse.Namespace) -> Path:
     eval_minutes = float(args.minutes if args.eval_minutes is None else args.eval_minutes)
     wanted = {"files": args.files, "minutes": float(args.minutes), "esize": args.esize,
               "seed": args.seed, "eval_minutes": eval_minutes, "pairs": args.pairs,
-              "singles": args.singles}
+              "singles": args.singles, "look_alike_spread": args.look_alike_spread}
     settings = db / "synthetic.json"
     if settings.is_file() and (db / "database.yml").is_file():
         saved = json.loads(settings.read_text())
@@ -86,6 +88,7 @@ def database(out: Path, args: argparse.Namespace) -> Path:
     yml = generate_database(db, files=args.files, minutes=args.minutes,
                             eval_minutes=eval_minutes, esize=args.esize, seed=args.seed,
                             pairs=args.pairs, singles=args.singles,
+                            look_alike_spread=args.look_alike_spread,
                             progress=True)
     print(f"demo: synthetic database written to {db} in {time.perf_counter() - started:.0f} s")
     return Path(yml)
@@ -189,7 +192,11 @@ def main(args: argparse.Namespace) -> int:
         print(f"run.py demo: --steps must be >= 1, got {args.steps}", file=sys.stderr)
         return 2
     started = time.perf_counter()
-    yml = database(out, args)
+    try:
+        yml = database(out, args)
+    except ValueError as error:
+        print(f"run.py demo: {error}", file=sys.stderr)
+        return 2
     cores = os.cpu_count() or 1
     gpu = args.device == "cuda" or (args.device == "auto" and _cuda_available())
     parallel = args.parallel or (1 if gpu or cores < 2 else 2)

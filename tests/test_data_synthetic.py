@@ -73,6 +73,16 @@ def test_run_py_synth_speaker_pool_size(tmp_path, capsys):
     assert run.main(["synth", "--out", str(tmp_path / "bad"), "--pairs", "0",
                      "--singles", "1"]) == 2
     assert "at least 2 speakers" in capsys.readouterr().out
+    assert run.main(["synth", "--out", str(tmp_path / "bad"), "--look-alike-spread",
+                     "-0.1"]) == 2
+    assert "--look-alike-spread" in capsys.readouterr().out
+
+
+def test_look_alike_spread_zero_gives_identical_voice_parameters():
+    pairs = make_speakers(stable_rng(0, "x"), "tr", 7, pairs=3, singles=0, spread=0.0)
+    for a, b in zip(pairs[::2], pairs[1::2]):
+        assert a.voice == b.voice and a.partner == b.label
+        assert abs(float(a.face @ b.face)) < 0.99  # the faces still differ
 
 
 def test_look_alike_voices_are_close_and_others_are_not():

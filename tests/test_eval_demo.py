@@ -52,3 +52,12 @@ def test_demo_rejects_unknown_model_ids(tmp_path):
                             timeout=120)
     assert result.returncode == 2
     assert "--models" in result.stderr and "'0,5'" in result.stderr
+
+
+def test_demo_rejects_a_bad_database_setting(tmp_path):
+    result = subprocess.run([sys.executable, "run.py", "demo", "--out", str(tmp_path),
+                             "--look-alike-spread", "1.5"], cwd=ROOT, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 2
+    assert "--look-alike-spread" in result.stderr
+    assert not (tmp_path / "runs").exists()
