@@ -19,8 +19,10 @@ Speakers. Every split has its own pool of speakers (no speaker is shared across 
 so that a model has fewer training faces to memorise). A speaker has a voice
 (`data.voice.Voice`: pitch, formants, rate, brightness, loudness) and a face-identity
 vector (unit norm). The two members of a look-alike pair have voices within 1 % of each
-other in every parameter, so audio alone can hardly tell them apart, but independent
-faces.
+other in every parameter (`look_alike_spread`; 0 = the same parameters), but independent
+faces. 1 % was meant to make audio alone unable to tell them apart, but a small audio
+model trained for 1000 steps largely learns to (README, the demo section); with 0 the two
+voices differ only in prosody and words.
 
 Conversations. A file has 2 to 5 speakers (probabilities .35/.35/.2/.1), built pair
 first: a 2-speaker file is a look-alike pair 80 % of the time, a 3-speaker file holds one
