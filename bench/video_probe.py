@@ -60,13 +60,17 @@ class VideoOnly(nn.Module):
         return scores[:, self.index.clamp(max=video.shape[1] - 1)]
 
 
+def mouth_dims(esize: int) -> list:
+    """Indices of the synthetic database's mouth channels: the last dim of each slot."""
+    return [(k + 1) * (esize // SLOTS) - 1 for k in range(SLOTS)]
+
+
 def rule_scores(video: torch.Tensor, mask: torch.Tensor, index: torch.Tensor,
                 esize: int) -> torch.Tensor:
     """The synthetic database's mouth channels (B, F, SLOTS) at the frame times: a hand rule
     (slot k speaks where its mouth channel > 0.3) that no training can beat by much."""
-    width = esize // SLOTS
     video = video.float().masked_fill(~mask[..., None], 0.0)
-    return video[:, index.clamp(max=video.shape[1] - 1)][..., width - 1::width][..., :SLOTS]
+    return video[:, index.clamp(max=video.shape[1] - 1)][..., mouth_dims(esize)]
 
 
 def report(step: str, sums: Sums, extra: str = "") -> None:
@@ -108,7 +112,7 @@ def main() -> int:
         first = next(iter(data.validation()))
         num_frames = first["target"].shape[1]
         mouth = torch.zeros(args.esize, dtype=torch.bool)
-        mouth[[(k + 1) * (args.esize // SLOTS) - 1 for k in range(SLOTS)]] = True
+        mouth[mouth_dims(args.esize)] = True
         keep = {"all": torch.ones_like(mouth), "mouth": mouth, "face": ~mouth}[args.features]
         probe = VideoOnly(args.esize, reference.frame_times(num_frames), reference.video_fps,
                           reference.powerset.num_classes, keep, args.center)

@@ -24,6 +24,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--esize", type=int, default=128,
                         help="video embedding size, at least 8 (default 128)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    add_speaker_arguments(parser)
+
+
+def add_speaker_arguments(parser: argparse.ArgumentParser) -> None:
+    """--pairs, --singles, --look-alike-spread: the speakers of the synthetic database
+    (also `run.py demo`'s)."""
     parser.add_argument("--pairs", type=int, default=4,
                         help="look-alike speaker pairs per split's speaker pool (default 4)")
     parser.add_argument("--singles", type=int, default=4,

@@ -27,6 +27,8 @@ import time
 from pathlib import Path
 from typing import Dict, List, Tuple
 
+from data.cli import add_speaker_arguments
+
 MODELS = {"0": "audio", "6": "late", "7": "early", "8": "hybrid"}
 RUN_PY = Path(__file__).resolve().parents[1] / "run.py"
 
@@ -51,12 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="synthetic minutes of development and of test audio "
                              "(default: --minutes)")
     parser.add_argument("--esize", type=int, default=128, help="synthetic video embedding size")
-    parser.add_argument("--pairs", type=int, default=4,
-                        help="look-alike speaker pairs in each split's speaker pool (default 4)")
-    parser.add_argument("--singles", type=int, default=4,
-                        help="other speakers in each split's speaker pool (default 4)")
-    parser.add_argument("--look-alike-spread", type=float, default=0.01,
-                        help="how far apart look-alike voices are; 0 = identical (default 0.01)")
+    add_speaker_arguments(parser)
     parser.add_argument("--seed", type=int, default=0, help="database and training seed")
     parser.add_argument("--scheduler", default="constant", choices=["constant", "cosine", "linear"],
                         help="learning-rate schedule of every model (default: constant)")
