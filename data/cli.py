@@ -34,9 +34,9 @@ def add_speaker_arguments(parser: argparse.ArgumentParser) -> None:
                         help="look-alike speaker pairs per split's speaker pool (default 4)")
     parser.add_argument("--singles", type=int, default=4,
                         help="other speakers per split's speaker pool (default 4)")
-    parser.add_argument("--look-alike-spread", type=float, default=0.01,
+    parser.add_argument("--look-alike-spread", type=float, default=0.0,
                         help="relative difference of look-alike voices in every voice "
-                             "parameter; 0 = identical voices (default 0.01)")
+                             "parameter; 0 = identical voices (default 0)")
 
 
 def main(args: argparse.Namespace) -> int:

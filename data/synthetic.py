@@ -18,11 +18,12 @@ Speakers. Every split has its own pool of speakers (no speaker is shared across 
 --pairs P --singles Q`: with many files, a bigger pool gives more distinct faces and voices,
 so that a model has fewer training faces to memorise). A speaker has a voice
 (`data.voice.Voice`: pitch, formants, rate, brightness, loudness) and a face-identity
-vector (unit norm). The two members of a look-alike pair have voices within 1 % of each
-other in every parameter (`look_alike_spread`; 0 = the same parameters), but independent
-faces. 1 % was meant to make audio alone unable to tell them apart, but a small audio
-model trained for 1000 steps largely learns to (README, the demo section); with 0 the two
-voices differ only in prosody and words.
+vector (unit norm). The two members of a look-alike pair share their voice parameters
+(`look_alike_spread` = 0, the default: their speech differs only in prosody and words) but
+have independent faces. `look_alike_spread` = 0.01 (the default until 2026-11-26) puts
+their voices 1 % apart in every parameter instead; that was meant to make audio alone
+unable to tell them apart, but a small audio model trained for 1000 steps largely learns
+to (README, the demo section).
 
 Conversations. A file has 2 to 5 speakers (probabilities .35/.35/.2/.1), built pair
 first: a 2-speaker file is a look-alike pair 80 % of the time, a 3-speaker file holds one
@@ -86,7 +87,7 @@ def stable_rng(*parts) -> np.random.Generator:
 
 
 def make_speakers(rng: np.random.Generator, prefix: str, face_dims: int, pairs: int = 4,
-                  singles: int = 4, spread: float = 0.01) -> List[Speaker]:
+                  singles: int = 4, spread: float = 0.0) -> List[Speaker]:
     """`pairs` look-alike pairs (voice parameters within `spread`, relative) then `singles`
     speakers, labelled f"{prefix}_spk{i:02d}"."""
     speakers: List[Speaker] = []
@@ -254,7 +255,7 @@ def _yaml(protocol_name: str, splits: Sequence[str]) -> str:
 def generate_database(out_dir, *, files: int = 6, minutes: float = 4.0,
                       eval_minutes: Optional[float] = None, esize: int = 128, seed: int = 0,
                       uri_format: str = "{prefix}{index:03d}", pairs: int = 4,
-                      singles: int = 4, look_alike_spread: float = 0.01,
+                      singles: int = 4, look_alike_spread: float = 0.0,
                       progress: bool = False) -> Path:
     """Write the synthetic database into `out_dir`; return the path of its database.yml.
 
