@@ -66,7 +66,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def database(out: Path, args: argparse.Namespace) -> Path:
-    """{out}/db/database.yml, generated unless one with the same settings is there."""
+    """{out}/db/database.yml, generated unless one with the same settings is there. Runs
+    in {out}/runs trained on a database that is generated again are moved aside to
+    {out}/runs-before-{time} (kept, not reused: they learned other data)."""
     from data.synthetic import generate_database
 
     db = out / "db"
@@ -81,6 +83,11 @@ def database(out: Path, args: argparse.Namespace) -> Path:
             print(f"demo: reusing the synthetic database in {db}")
             return db / "database.yml"
         print(f"demo: {settings} has other settings; generating the database again")
+    runs = out / "runs"
+    if runs.is_dir() and any(runs.iterdir()):
+        kept = out / f"runs-before-{time.strftime('%Y%m%d-%H%M%S')}"
+        runs.rename(kept)
+        print(f"demo: the runs in {runs} were trained on another database; moved to {kept}")
     started = time.perf_counter()
     yml = generate_database(db, files=args.files, minutes=args.minutes,
                             eval_minutes=eval_minutes, esize=args.esize, seed=args.seed,

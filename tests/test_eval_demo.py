@@ -61,3 +61,27 @@ def test_demo_rejects_a_bad_database_setting(tmp_path):
     assert result.returncode == 2
     assert "--look-alike-spread" in result.stderr
     assert not (tmp_path / "runs").exists()
+
+
+def test_runs_on_a_database_that_is_generated_again_are_moved_aside(tmp_path, capsys):
+    import argparse
+
+    from eval import demo
+
+    parser = argparse.ArgumentParser()
+    demo.add_arguments(parser)
+    tiny = ["--files", "1", "--minutes", "0.2", "--esize", "8"]
+    out = tmp_path / "demo"
+    demo.database(out, parser.parse_args(tiny))
+    (out / "runs" / "model0").mkdir(parents=True)
+    (out / "runs" / "model0" / "train.log").write_text("trained on the first database\n")
+
+    demo.database(out, parser.parse_args(tiny))  # same settings: reused, runs stay
+    assert (out / "runs" / "model0" / "train.log").is_file()
+
+    demo.database(out, parser.parse_args([*tiny, "--look-alike-spread", "0.01"]))
+    assert not (out / "runs").exists()
+    kept = list(out.glob("runs-before-*"))
+    assert len(kept) == 1
+    assert (kept[0] / "model0" / "train.log").read_text() == "trained on the first database\n"
+    assert "moved to" in capsys.readouterr().out
