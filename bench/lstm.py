@@ -100,10 +100,11 @@ def main() -> None:
         quantized = torch.ao.quantization.quantize_dynamic(
             torch.nn.Sequential(lstm), {torch.nn.LSTM}, dtype=torch.qint8)
 
+    threaded = "directions, 2 Python threads"  # runs with one intra-op thread per Python thread
     variants = {
         "nn.LSTM": lambda: lstm(x)[0],
         "directions, serial": lambda: run_serial(pairs, x),
-        "directions, 2 Python threads": None,  # intra-op threads forced to 1, see below
+        threaded: lambda: run_threaded(pairs, x),
         "int8 dynamic": lambda: quantized(x)[0],
     }
     print(f"batch {args.batch_size} x {args.frames} frames, LSTM {FEATURES}->{HIDDEN} "
@@ -115,18 +116,15 @@ def main() -> None:
         for threads in args.threads:
             timings = {}
             for name, fn in variants.items():
-                if name == "directions, 2 Python threads":
-                    if threads < 2:
-                        continue
-                    torch.set_num_threads(1)
-                    fn = lambda: run_threaded(pairs, x)  # noqa: E731
-                else:
-                    torch.set_num_threads(threads)
+                if name == threaded and threads < 2:
+                    continue
+                torch.set_num_threads(1 if name == threaded else threads)
                 diff = (fn() - reference).abs().max().item()
                 timings[name] = (best_time(fn, args.repeats), diff)
             base = timings["nn.LSTM"][0]
             for name, (seconds, diff) in timings.items():
-                print(f"| {threads} | {name} | {seconds:.3f} | {seconds / base:.2f}x | {diff:.1e} |")
+                print(f"| {threads} | {name} | {seconds:.3f} | {seconds / base:.2f}x "
+                      f"| {diff:.1e} |")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from data.synthetic import PROTOCOL, generate_database
+from data.synthetic import LOOK_ALIKE_SPREAD, PROTOCOL, generate_database
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,9 +34,9 @@ def add_speaker_arguments(parser: argparse.ArgumentParser) -> None:
                         help="look-alike speaker pairs per split's speaker pool (default 4)")
     parser.add_argument("--singles", type=int, default=4,
                         help="other speakers per split's speaker pool (default 4)")
-    parser.add_argument("--look-alike-spread", type=float, default=0.0,
+    parser.add_argument("--look-alike-spread", type=float, default=LOOK_ALIKE_SPREAD,
                         help="relative difference of look-alike voices in every voice "
-                             "parameter; 0 = identical voices (default 0)")
+                             f"parameter; 0 = identical voices (default {LOOK_ALIKE_SPREAD:g})")
 
 
 def main(args: argparse.Namespace) -> int:

@@ -67,6 +67,7 @@ VIDEO_FPS = 25.0
 SLOTS = 4
 SPLITS = ("train", "development", "test")
 PROTOCOL = "Synthetic.SpeakerDiarization.AV"
+LOOK_ALIKE_SPREAD = 0.0  # look-alike voices: the same parameters (0.01 until 2026-11-26)
 _PREFIX = {"train": "tr", "development": "dv", "test": "ts"}
 
 
@@ -87,7 +88,7 @@ def stable_rng(*parts) -> np.random.Generator:
 
 
 def make_speakers(rng: np.random.Generator, prefix: str, face_dims: int, pairs: int = 4,
-                  singles: int = 4, spread: float = 0.0) -> List[Speaker]:
+                  singles: int = 4, spread: float = LOOK_ALIKE_SPREAD) -> List[Speaker]:
     """`pairs` look-alike pairs (voice parameters within `spread`, relative) then `singles`
     speakers, labelled f"{prefix}_spk{i:02d}"."""
     speakers: List[Speaker] = []
@@ -255,7 +256,7 @@ def _yaml(protocol_name: str, splits: Sequence[str]) -> str:
 def generate_database(out_dir, *, files: int = 6, minutes: float = 4.0,
                       eval_minutes: Optional[float] = None, esize: int = 128, seed: int = 0,
                       uri_format: str = "{prefix}{index:03d}", pairs: int = 4,
-                      singles: int = 4, look_alike_spread: float = 0.0,
+                      singles: int = 4, look_alike_spread: float = LOOK_ALIKE_SPREAD,
                       progress: bool = False) -> Path:
     """Write the synthetic database into `out_dir`; return the path of its database.yml.
 

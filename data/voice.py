@@ -43,7 +43,7 @@ class Voice:
     brightness: float
     loudness: float
 
-    def look_alike(self, rng: np.random.Generator, spread: float = 0.01) -> "Voice":
+    def look_alike(self, rng: np.random.Generator, spread: float) -> "Voice":
         """A voice whose every parameter is within `spread` (relative) of this one."""
         jitter = 1.0 + rng.uniform(-spread, spread, size=5)
         return Voice(self.f0_hz * jitter[0], self.formant_scale * jitter[1],

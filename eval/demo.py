@@ -72,10 +72,12 @@ def database(out: Path, args: argparse.Namespace) -> Path:
     from data.synthetic import generate_database
 
     db = out / "db"
-    eval_minutes = float(args.minutes if args.eval_minutes is None else args.eval_minutes)
-    wanted = {"files": args.files, "minutes": float(args.minutes), "esize": args.esize,
-              "seed": args.seed, "eval_minutes": eval_minutes, "pairs": args.pairs,
-              "singles": args.singles, "look_alike_spread": args.look_alike_spread}
+    eval_minutes = args.minutes if args.eval_minutes is None else args.eval_minutes
+    # generate_database's arguments, compared with what it recorded in synthetic.json
+    wanted = {"files": args.files, "minutes": float(args.minutes),
+              "eval_minutes": float(eval_minutes), "esize": args.esize, "seed": args.seed,
+              "pairs": args.pairs, "singles": args.singles,
+              "look_alike_spread": args.look_alike_spread}
     settings = db / "synthetic.json"
     if settings.is_file() and (db / "database.yml").is_file():
         saved = json.loads(settings.read_text())
@@ -89,11 +91,7 @@ def database(out: Path, args: argparse.Namespace) -> Path:
         runs.rename(kept)
         print(f"demo: the runs in {runs} were trained on another database; moved to {kept}")
     started = time.perf_counter()
-    yml = generate_database(db, files=args.files, minutes=args.minutes,
-                            eval_minutes=eval_minutes, esize=args.esize, seed=args.seed,
-                            pairs=args.pairs, singles=args.singles,
-                            look_alike_spread=args.look_alike_spread,
-                            progress=True)
+    yml = generate_database(db, **wanted, progress=True)
     print(f"demo: synthetic database written to {db} in {time.perf_counter() - started:.0f} s")
     return Path(yml)
 
