@@ -55,6 +55,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--esize", type=int, default=128, help="synthetic video embedding size")
     add_speaker_arguments(parser)
     parser.add_argument("--seed", type=int, default=0, help="database and training seed")
+    parser.add_argument("--lr", type=float, default=None,
+                        help="learning rate of every model (default: training's, 1e-3)")
     parser.add_argument("--scheduler", default="constant", choices=["constant", "cosine", "linear"],
                         help="learning-rate schedule of every model (default: constant)")
     parser.add_argument("--video-centering", action=argparse.BooleanOptionalAction,
@@ -108,6 +110,7 @@ def train_argv(model_id: str, yml: Path, out: Path, args: argparse.Namespace) ->
             "--workers", str(args.workers), "--seed", str(args.seed), "--device", args.device,
             "--lstm-hidden", "64", "--lstm-layers", "2", "--linear-hidden", "64",
             "--groundtruths", "test", "--scheduler", args.scheduler,
+            *(["--lr", str(args.lr)] if args.lr is not None else []),
             *({True: ["--video-centering"], False: ["--no-video-centering"]}.get(
                 args.video_centering, []))]
 

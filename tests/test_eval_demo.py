@@ -85,3 +85,27 @@ def test_runs_on_a_database_that_is_generated_again_are_moved_aside(tmp_path, ca
     assert len(kept) == 1
     assert (kept[0] / "model0" / "train.log").read_text() == "trained on the first database\n"
     assert "moved to" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("extra, lr, scheduler", [([], 1e-3, "constant"),
+                                                  (["--lr", "0.003", "--scheduler", "cosine"],
+                                                   3e-3, "cosine")])
+def test_demo_settings_reach_every_models_training_config(tmp_path, extra, lr, scheduler):
+    import argparse
+
+    from eval import demo
+    from train import cli as train_cli
+    from train.config import Config
+
+    parser = argparse.ArgumentParser()
+    demo.add_arguments(parser)
+    args = parser.parse_args(["--steps", "7", *extra])
+    yml = tmp_path / "db" / "database.yml"
+    for model_id in ("0", "6"):
+        train_parser = argparse.ArgumentParser()
+        train_cli.add_arguments(train_parser)
+        config = Config.from_args(train_parser.parse_args(
+            demo.train_argv(model_id, yml, tmp_path, args)))
+        assert config.lr == pytest.approx(lr)
+        assert config.scheduler == scheduler
+        assert config.max_steps == 7
