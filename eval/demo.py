@@ -2,18 +2,27 @@
 
 1. generate the synthetic audio-visual database into {out}/db (kept and reused when its
    settings match; regenerated when they do not);
-2. train the audio-only model and models 6 (late), 7 (early) and 8 (hybrid) from scratch,
-   all with the same small backbone, data, seed and number of steps, into {out}/runs/{name}
-   (TensorBoard logs, checkpoints, train.log; the run's output in {out}/runs/{name}.log).
-   On a CPU two models train at once with one thread each (small LSTMs use two cores
-   better that way); progress is printed every 15 s. A model whose run already reached
-   --steps is not trained again, only re-evaluated; an interrupted one resumes;
-3. evaluate each on the test split: local (chunk) DER, full-file DER with oracle clustering,
+2. pretrain: train the audio-only model from scratch for --pretrain-steps into
+   {out}/runs/pretrain. It stands in for `pyannote/segmentation-3.0`, which the real study
+   starts from and which cannot be downloaded everywhere;
+3. train the audio-only model (0) and models 6 (late), 7 (early) and 8 (hybrid) from that
+   checkpoint (`--finetune`: the fusion parts start as the identity, so at step 0 all four
+   compute the same thing), with the same data, seed and number of steps, into
+   {out}/runs/model{id} (TensorBoard logs, checkpoints, train.log; the run's output in
+   {out}/runs/{name}.log). The only difference between the four is the video path, which
+   makes their comparison a paired one. `--pretrain-steps 0` trains all four from scratch
+   instead. On a CPU two models train at once with one thread each (small LSTMs use two
+   cores better that way); progress is printed every 15 s. A run that already reached its
+   steps is not trained again, only re-evaluated; an interrupted one resumes;
+4. evaluate each on the test split: local (chunk) DER, full-file DER with oracle clustering,
    and the full pipeline when WeSpeaker weights can be loaded (RTTMs, reports, plots under
    {out}/runs/{name}/eval);
-4. compare them in {out}/comparison.{md,csv,png} and print the table.
+5. compare them in {out}/comparison.{md,csv,png} and print the table.
 
-Everything is measured as it runs; nothing in the table is fixed in advance.
+Runs in {out}/runs are kept for the database and the training settings they were trained
+with ({out}/runs/demo.json); when either changes they are moved to {out}/runs-before-{time}
+(more --steps only continue them). Everything is measured as it runs; nothing in the table
+is fixed in advance.
 """
 
 from __future__ import annotations
@@ -25,11 +34,15 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from data.cli import add_speaker_arguments
 
 MODELS = {"0": "audio", "6": "late", "7": "early", "8": "hybrid"}
+PRETRAIN = "pretrain"  # the run every compared model starts from
+# demo settings that change what a run learns; more --steps only continue the runs
+RUN_SETTINGS = ("pretrain_steps", "batch_size", "duration", "seed", "lr", "scheduler",
+                "video_centering")
 RUN_PY = Path(__file__).resolve().parents[1] / "run.py"
 
 
@@ -37,8 +50,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="demo", help="demo folder (default: demo)")
     parser.add_argument("--models", default="0,6,7,8",
                         help="comma-separated model ids to train (default: 0,6,7,8)")
-    parser.add_argument("--steps", type=int, default=200,
-                        help="training steps per model (default: 200)")
+    parser.add_argument("--steps", type=int, default=150,
+                        help="training steps of each compared model (default: 150)")
+    parser.add_argument("--pretrain-steps", type=int, default=300,
+                        help="steps of the audio-only model that every compared model starts "
+                             "from (default: 300); 0: train them from scratch")
     parser.add_argument("--batch-size", type=int, default=16, help="chunks per step (default 16)")
     parser.add_argument("--duration", type=float, default=5.0,
                         help="training chunk length in seconds (default 5)")
@@ -87,29 +103,57 @@ def database(out: Path, args: argparse.Namespace) -> Path:
             print(f"demo: reusing the synthetic database in {db}")
             return db / "database.yml"
         print(f"demo: {settings} has other settings; generating the database again")
-    runs = out / "runs"
-    if runs.is_dir() and any(runs.iterdir()):
-        kept = out / f"runs-before-{time.strftime('%Y%m%d-%H%M%S')}"
-        runs.rename(kept)
-        print(f"demo: the runs in {runs} were trained on another database; moved to {kept}")
+    move_runs_aside(out, "were trained on another database")
     started = time.perf_counter()
     yml = generate_database(db, **wanted, progress=True)
     print(f"demo: synthetic database written to {db} in {time.perf_counter() - started:.0f} s")
     return Path(yml)
 
 
-def train_argv(model_id: str, yml: Path, out: Path, args: argparse.Namespace) -> List[str]:
-    """The run.py flags of one demo model (the old scripts' flags where they exist)."""
-    return ["--model", model_id, "--name", f"model{model_id}", "--cdir", str(out),
+def move_runs_aside(out: Path, why: str) -> None:
+    """Rename {out}/runs, when it holds anything, to {out}/runs-before-{time}: kept, not
+    reused."""
+    runs = out / "runs"
+    if runs.is_dir() and any(runs.iterdir()):
+        kept = out / f"runs-before-{time.strftime('%Y%m%d-%H%M%S')}"
+        runs.rename(kept)
+        print(f"demo: the runs in {runs} {why}; moved to {kept}")
+
+
+def check_run_settings(out: Path, args: argparse.Namespace) -> None:
+    """Keep {out}/runs only when {out}/runs/demo.json records the same RUN_SETTINGS as
+    `args` (runs without a record are from an older demo); then record them."""
+    wanted = {key: getattr(args, key) for key in RUN_SETTINGS}
+    record = out / "runs" / "demo.json"
+    saved = json.loads(record.read_text()) if record.is_file() else None
+    if saved != wanted:
+        changed = sorted(k for k in wanted if saved is None or saved.get(k) != wanted[k])
+        move_runs_aside(out, "have no record of their settings" if saved is None else
+                        f"were trained with other settings ({', '.join(changed)})")
+    record.parent.mkdir(parents=True, exist_ok=True)
+    record.write_text(json.dumps(wanted, indent=1) + "\n")
+
+
+def train_argv(name: str, model_id: str, steps: int, yml: Path, out: Path,
+               args: argparse.Namespace, start_from: Optional[Path] = None,
+               evaluate: bool = True) -> List[str]:
+    """The run.py flags of one demo run {out}/runs/{name} (the old scripts' flags where
+    they exist): from scratch with the demo's small backbone, or `--finetune` from the
+    checkpoint `start_from` (its backbone); evaluated on the test split when `evaluate`."""
+    if start_from is None:
+        start = ["--lstm-hidden", "64", "--lstm-layers", "2", "--linear-hidden", "64"]
+    else:
+        start = ["--finetune", "--checkpoint", str(start_from)]
+    return ["--model", model_id, "--name", name, "--cdir", str(out),
             "--project", "runs", "--protocol", "Synthetic.SpeakerDiarization.AV",
             "--database", str(yml), "--video-dir", str(yml.parent / "video"),
             "--esize", str(args.esize), "--duration", str(args.duration),
-            "--batch-size", str(args.batch_size), "--max-steps", str(args.steps),
+            "--batch-size", str(args.batch_size), "--max-steps", str(steps),
             "--epochs", "100000", "--val-every", str(args.val_every),
-            "--log-every", str(max(1, min(25, args.steps // 10))),
+            "--log-every", str(max(1, min(25, steps // 10))),
             "--workers", str(args.workers), "--seed", str(args.seed), "--device", args.device,
-            "--lstm-hidden", "64", "--lstm-layers", "2", "--linear-hidden", "64",
-            "--groundtruths", "test", "--scheduler", args.scheduler,
+            *start, *(["--groundtruths", "test"] if evaluate else []),
+            "--scheduler", args.scheduler,
             *(["--lr", str(args.lr)] if args.lr is not None else []),
             *({True: ["--video-centering"], False: ["--no-video-centering"]}.get(
                 args.video_centering, []))]
@@ -117,42 +161,43 @@ def train_argv(model_id: str, yml: Path, out: Path, args: argparse.Namespace) ->
 
 def run_jobs(jobs: List[Tuple[str, List[str]]], out: Path, parallel: int, threads: int,
              poll_s: float = 15.0) -> Dict[str, Tuple[int, float]]:
-    """Run `python run.py ARGV` (train, then evaluate) for every (model id, argv), at most
-    `parallel` at once with `threads` torch threads each; print each run's latest progress
-    line every `poll_s` seconds. Returns {model id: (exit status, seconds)}. Runs still going
-    when this is interrupted are terminated (they resume from their last checkpoint)."""
+    """Run `python run.py ARGV` (train, then evaluate) for every (run name, argv), at most
+    `parallel` at once with `threads` torch threads each, output to {out}/runs/{name}.log;
+    print each run's latest progress line every `poll_s` seconds. Returns {run name: (exit
+    status, seconds)}. Runs still going when this is interrupted are terminated (they
+    resume from their last checkpoint)."""
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     pending, running, done = list(jobs), {}, {}
     last_report = time.perf_counter()
     try:
         while pending or running:
             while pending and len(running) < parallel:
-                model_id, argv = pending.pop(0)
-                log = out / "runs" / f"model{model_id}.log"
+                name, argv = pending.pop(0)
+                log = out / "runs" / f"{name}.log"
                 log.parent.mkdir(parents=True, exist_ok=True)
                 handle = open(log, "w", encoding="utf-8")
                 process = subprocess.Popen([sys.executable, str(RUN_PY), *argv], stdout=handle,
                                            stderr=subprocess.STDOUT, env=env)
-                running[model_id] = (process, handle, log, time.perf_counter())
-                print(f"demo: model {model_id} ({MODELS[model_id]}) started; its output goes "
+                running[name] = (process, handle, log, time.perf_counter())
+                print(f"demo: {_label(name)} started; its output goes "
                       f"to {log}", flush=True)
             time.sleep(1.0)
-            for model_id, (process, handle, log, started) in list(running.items()):
+            for name, (process, handle, log, started) in list(running.items()):
                 if process.poll() is None:
                     continue
                 handle.close()
-                del running[model_id]
-                done[model_id] = (process.returncode, time.perf_counter() - started)
+                del running[name]
+                done[name] = (process.returncode, time.perf_counter() - started)
                 word = "done" if process.returncode == 0 else f"FAILED ({process.returncode})"
-                print(f"demo: model {model_id} {word} in {done[model_id][1]:.0f} s", flush=True)
+                print(f"demo: {_label(name)} {word} in {done[name][1]:.0f} s", flush=True)
                 for prefix in ("local ", "oracle  collar=0 "):
                     if _latest(log, (prefix,)):
                         print(f"        {_latest(log, (prefix,))}", flush=True)
             now = time.perf_counter()
             if running and now - last_report >= poll_s:
                 last_report = now
-                for model_id, (_, _, log, started) in running.items():
-                    print(f"demo: model {model_id} [{now - started:4.0f} s] "
+                for name, (_, _, log, started) in running.items():
+                    print(f"demo: {name} [{now - started:4.0f} s] "
                           f"{_latest(log, ('step ', 'validation', 'eval', 'indexing'))}",
                           flush=True)
     finally:
@@ -161,6 +206,12 @@ def run_jobs(jobs: List[Tuple[str, List[str]]], out: Path, parallel: int, thread
             process.wait()
             handle.close()
     return done
+
+
+def _label(name: str) -> str:
+    """'model6 (late)', 'pretrain (audio)'."""
+    model_id = name[len("model"):] if name.startswith("model") else "0"
+    return f"{name} ({MODELS[model_id]})"
 
 
 def _latest(log: Path, prefixes: Tuple[str, ...]) -> str:
@@ -193,8 +244,9 @@ def main(args: argparse.Namespace) -> int:
         print(f"run.py demo: --models takes ids among {sorted(MODELS)}, got {args.models!r}",
               file=sys.stderr)
         return 2
-    if args.steps < 1:
-        print(f"run.py demo: --steps must be >= 1, got {args.steps}", file=sys.stderr)
+    if args.steps < 1 or args.pretrain_steps < 0:
+        print(f"run.py demo: --steps must be >= 1 and --pretrain-steps >= 0, got "
+              f"{args.steps} and {args.pretrain_steps}", file=sys.stderr)
         return 2
     started = time.perf_counter()
     try:
@@ -202,32 +254,46 @@ def main(args: argparse.Namespace) -> int:
     except ValueError as error:
         print(f"run.py demo: {error}", file=sys.stderr)
         return 2
+    check_run_settings(out, args)
     cores = os.cpu_count() or 1
     gpu = args.device == "cuda" or (args.device == "auto" and _cuda_available())
     parallel = args.parallel or (1 if gpu or cores < 2 else 2)
     threads = max(1, cores // parallel)
-    print(f"demo: training models {', '.join(ids)} for {args.steps} steps each "
-          f"({args.batch_size} x {args.duration:g} s chunks), {parallel} at a time with "
-          f"{threads} thread(s) each; then each is evaluated on the test split", flush=True)
+    done: Dict[str, Tuple[int, float]] = {}
     try:
-        done = run_jobs([(m, train_argv(m, yml, out, args)) for m in ids], out, parallel,
-                        threads)
+        start_from = None
+        if args.pretrain_steps:
+            print(f"demo: pretraining the audio-only model for {args.pretrain_steps} steps "
+                  f"({args.batch_size} x {args.duration:g} s chunks, {cores} thread(s)); "
+                  f"every compared model starts from it", flush=True)
+            done.update(run_jobs([(PRETRAIN, train_argv(
+                PRETRAIN, "0", args.pretrain_steps, yml, out, args, evaluate=False))],
+                out, 1, cores))
+            start_from = out / "runs" / PRETRAIN / "checkpoints" / "last.pt"
+        if all(status == 0 for status, _ in done.values()):
+            how = "from scratch" if start_from is None else f"from {start_from}"
+            print(f"demo: training models {', '.join(ids)} {how} for {args.steps} steps each "
+                  f"({args.batch_size} x {args.duration:g} s chunks), {parallel} at a time "
+                  f"with {threads} thread(s) each; then each is evaluated on the test split",
+                  flush=True)
+            done.update(run_jobs([(f"model{m}", train_argv(f"model{m}", m, args.steps, yml,
+                                                           out, args, start_from))
+                                  for m in ids], out, parallel, threads))
     except KeyboardInterrupt:
         print("\ndemo: interrupted; a new `run.py demo` resumes every model from its last "
               "checkpoint", file=sys.stderr)
         return 130
-    failed = [m for m in ids if done[m][0] != 0]
+    failed = [name for name, (status, _) in done.items() if status != 0]
     if failed:
-        for m in failed:
-            print(f"run.py demo: model {m} failed; see {out / 'runs' / f'model{m}.log'}",
+        for name in failed:
+            print(f"run.py demo: {name} failed; see {out / 'runs' / f'{name}.log'}",
                   file=sys.stderr)
         return 1
-    timings = {m: done[m][1] for m in ids}
     table = compare([str(out / "runs" / f"model{m}") for m in ids], str(out))
     print()
     print(Path(table).read_text())
     print(f"demo: finished in {time.perf_counter() - started:.0f} s "
-          f"({', '.join(f'model {m} {s:.0f} s' for m, s in timings.items())})")
+          f"({', '.join(f'{name} {s:.0f} s' for name, (_, s) in done.items())})")
     print(f"demo: table {out / 'comparison.md'} (also .csv, .png); per model: "
           f"{out / 'runs' / 'model<id>'}/ (train.log, tensorboard/, checkpoints/, eval/ with "
           f"RTTMs, reports and plots)")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,8 +12,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SMALL = ["--models", "0,8", "--steps", "2", "--batch-size", "2", "--val-every", "2",
-         "--files", "2", "--minutes", "0.5", "--esize", "16"]
+SMALL = ["--models", "0,8", "--steps", "2", "--pretrain-steps", "2", "--batch-size", "2",
+         "--val-every", "2", "--files", "2", "--minutes", "0.5", "--esize", "16"]
 
 
 def run_demo(out: Path) -> subprocess.CompletedProcess:
@@ -38,6 +39,18 @@ def test_demo_trains_evaluates_compares_and_reuses(tmp_path):
         assert list((run / "tensorboard").glob("events.out.tfevents.*"))
         assert (run / "checkpoints" / "last.pt").is_file()
     assert "| model8 | 8 | hybrid" in first.stdout
+    # both compared models start from the pretrained audio model's last weights, and model
+    # 8's video path starts as the identity: at their step 0 they validate as the pretrained
+    # model did at its last step (2)
+    assert (out / "runs" / "pretrain" / "checkpoints" / "last.pt").is_file()
+    assert not (out / "runs" / "pretrain" / "eval").exists()
+
+    def validation(name, step):
+        log = (out / "runs" / name / "train.log").read_text()
+        return re.search(rf"validation step {step}: DER +([0-9.]+)% .* loss ([0-9.]+)",
+                         log).groups()
+
+    assert validation("model0", 0) == validation("model8", 0) == validation("pretrain", 2)
 
     stamp = (out / "runs" / "model0" / "checkpoints" / "last.pt").stat().st_mtime_ns
     second = run_demo(out)
@@ -101,11 +114,54 @@ def test_demo_settings_reach_every_models_training_config(tmp_path, extra, lr, s
     demo.add_arguments(parser)
     args = parser.parse_args(["--steps", "7", *extra])
     yml = tmp_path / "db" / "database.yml"
-    for model_id in ("0", "6"):
+    start_from = tmp_path / "runs" / "pretrain" / "checkpoints" / "last.pt"
+    for model_id, start in (("0", None), ("6", start_from)):
         train_parser = argparse.ArgumentParser()
         train_cli.add_arguments(train_parser)
         config = Config.from_args(train_parser.parse_args(
-            demo.train_argv(model_id, yml, tmp_path, args)))
+            demo.train_argv(f"model{model_id}", model_id, 7, yml, tmp_path, args, start)))
         assert config.lr == pytest.approx(lr)
         assert config.scheduler == scheduler
         assert config.max_steps == 7
+        assert config.finetune == (start is not None)
+        if start is None:
+            assert config.lstm_hidden == 64
+        else:
+            assert config.checkpoint == str(start) and config.lstm_hidden is None
+        assert config.experiment_dir == tmp_path / "runs" / f"model{model_id}"
+
+
+def test_runs_trained_with_other_settings_are_moved_aside(tmp_path, capsys):
+    import argparse
+
+    from eval import demo
+
+    parser = argparse.ArgumentParser()
+    demo.add_arguments(parser)
+    out = tmp_path / "demo"
+    demo.check_run_settings(out, parser.parse_args([]))
+    (out / "runs" / "model0").mkdir(parents=True)
+
+    demo.check_run_settings(out, parser.parse_args(["--steps", "400"]))  # more steps: kept
+    assert (out / "runs" / "model0").is_dir()
+
+    demo.check_run_settings(out, parser.parse_args(["--lr", "0.003"]))
+    assert not (out / "runs" / "model0").exists()
+    kept = list(out.glob("runs-before-*"))
+    assert sorted(p.name for p in kept[0].iterdir()) == ["demo.json", "model0"]
+    assert "other settings (lr)" in capsys.readouterr().out
+    assert '"lr": 0.003' in (out / "runs" / "demo.json").read_text()
+
+
+def test_runs_without_a_settings_record_are_moved_aside(tmp_path, capsys):
+    import argparse
+
+    from eval import demo
+
+    parser = argparse.ArgumentParser()
+    demo.add_arguments(parser)
+    out = tmp_path / "demo"
+    (out / "runs" / "model0").mkdir(parents=True)  # a demo folder from before the record
+    demo.check_run_settings(out, parser.parse_args([]))
+    assert len(list(out.glob("runs-before-*/model0"))) == 1
+    assert "no record of their settings" in capsys.readouterr().out
