@@ -13,7 +13,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = ["--models", "0,8", "--steps", "2", "--pretrain-steps", "2", "--batch-size", "2",
-         "--val-every", "2", "--files", "2", "--minutes", "0.5", "--esize", "16"]
+         "--val-every", "2", "--files", "2", "--minutes", "0.5", "--eval-minutes", "0.5",
+         "--esize", "16"]
 
 
 def run_demo(out: Path) -> subprocess.CompletedProcess:
@@ -83,7 +84,7 @@ def test_runs_on_a_database_that_is_generated_again_are_moved_aside(tmp_path, ca
 
     parser = argparse.ArgumentParser()
     demo.add_arguments(parser)
-    tiny = ["--files", "1", "--minutes", "0.2", "--esize", "8"]
+    tiny = ["--files", "1", "--minutes", "0.2", "--eval-minutes", "0.2", "--esize", "8"]
     out = tmp_path / "demo"
     demo.database(out, parser.parse_args(tiny))
     (out / "runs" / "model0").mkdir(parents=True)
