@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import csv
 import os
 import re
@@ -15,6 +16,15 @@ ROOT = Path(__file__).resolve().parents[1]
 SMALL = ["--models", "0,8", "--steps", "2", "--pretrain-steps", "2", "--batch-size", "2",
          "--val-every", "2", "--files", "2", "--minutes", "0.5", "--eval-minutes", "0.5",
          "--esize", "16"]
+
+
+def demo_args(*argv: str) -> argparse.Namespace:
+    """`run.py demo`'s flags parsed, as main() gets them."""
+    from eval import demo
+
+    parser = argparse.ArgumentParser()
+    demo.add_arguments(parser)
+    return parser.parse_args(list(argv))
 
 
 def run_demo(out: Path) -> subprocess.CompletedProcess:
@@ -78,22 +88,18 @@ def test_demo_rejects_a_bad_database_setting(tmp_path):
 
 
 def test_runs_on_a_database_that_is_generated_again_are_moved_aside(tmp_path, capsys):
-    import argparse
-
     from eval import demo
 
-    parser = argparse.ArgumentParser()
-    demo.add_arguments(parser)
     tiny = ["--files", "1", "--minutes", "0.2", "--eval-minutes", "0.2", "--esize", "8"]
     out = tmp_path / "demo"
-    demo.database(out, parser.parse_args(tiny))
+    demo.database(out, demo_args(*tiny))
     (out / "runs" / "model0").mkdir(parents=True)
     (out / "runs" / "model0" / "train.log").write_text("trained on the first database\n")
 
-    demo.database(out, parser.parse_args(tiny))  # same settings: reused, runs stay
+    demo.database(out, demo_args(*tiny))  # same settings: reused, runs stay
     assert (out / "runs" / "model0" / "train.log").is_file()
 
-    demo.database(out, parser.parse_args([*tiny, "--look-alike-spread", "0.01"]))
+    demo.database(out, demo_args(*tiny, "--look-alike-spread", "0.01"))
     assert not (out / "runs").exists()
     kept = list(out.glob("runs-before-*"))
     assert len(kept) == 1
@@ -105,20 +111,16 @@ def test_runs_on_a_database_that_is_generated_again_are_moved_aside(tmp_path, ca
                                                   (["--lr", "0.003", "--scheduler", "cosine"],
                                                    3e-3, "cosine")])
 def test_demo_settings_reach_every_models_training_config(tmp_path, extra, lr, scheduler):
-    import argparse
-
     from eval import demo
     from train import cli as train_cli
     from train.config import Config
 
-    parser = argparse.ArgumentParser()
-    demo.add_arguments(parser)
-    args = parser.parse_args(["--steps", "7", *extra])
+    args = demo_args("--steps", "7", *extra)
     yml = tmp_path / "db" / "database.yml"
     start_from = tmp_path / "runs" / "pretrain" / "checkpoints" / "last.pt"
+    train_parser = argparse.ArgumentParser()
+    train_cli.add_arguments(train_parser)
     for model_id, start in (("0", None), ("6", start_from)):
-        train_parser = argparse.ArgumentParser()
-        train_cli.add_arguments(train_parser)
         config = Config.from_args(train_parser.parse_args(
             demo.train_argv(f"model{model_id}", model_id, 7, yml, tmp_path, args, start)))
         assert config.lr == pytest.approx(lr)
@@ -133,20 +135,16 @@ def test_demo_settings_reach_every_models_training_config(tmp_path, extra, lr, s
 
 
 def test_runs_trained_with_other_settings_are_moved_aside(tmp_path, capsys):
-    import argparse
-
     from eval import demo
 
-    parser = argparse.ArgumentParser()
-    demo.add_arguments(parser)
     out = tmp_path / "demo"
-    demo.check_run_settings(out, parser.parse_args([]))
+    demo.check_run_settings(out, demo_args())
     (out / "runs" / "model0").mkdir(parents=True)
 
-    demo.check_run_settings(out, parser.parse_args(["--steps", "400"]))  # more steps: kept
+    demo.check_run_settings(out, demo_args("--steps", "400"))  # more steps: kept
     assert (out / "runs" / "model0").is_dir()
 
-    demo.check_run_settings(out, parser.parse_args(["--lr", "0.003"]))
+    demo.check_run_settings(out, demo_args("--lr", "0.003"))
     assert not (out / "runs" / "model0").exists()
     kept = list(out.glob("runs-before-*"))
     assert sorted(p.name for p in kept[0].iterdir()) == ["demo.json", "model0"]
@@ -155,14 +153,10 @@ def test_runs_trained_with_other_settings_are_moved_aside(tmp_path, capsys):
 
 
 def test_runs_without_a_settings_record_are_moved_aside(tmp_path, capsys):
-    import argparse
-
     from eval import demo
 
-    parser = argparse.ArgumentParser()
-    demo.add_arguments(parser)
     out = tmp_path / "demo"
     (out / "runs" / "model0").mkdir(parents=True)  # a demo folder from before the record
-    demo.check_run_settings(out, parser.parse_args([]))
+    demo.check_run_settings(out, demo_args())
     assert len(list(out.glob("runs-before-*/model0"))) == 1
     assert "no record of their settings" in capsys.readouterr().out
