@@ -79,16 +79,23 @@ def inference_flops_per_window(parts: Dict[str, float], batch_size: int = 32,
     return sum(parts.values()) - conv0 + conv0 * stretch_s / (batch_size * window_s)
 
 
+def _sync(tensor: torch.Tensor) -> None:
+    if tensor.is_cuda:
+        torch.cuda.synchronize(tensor.device)
+
+
 def _time_mm(a: torch.Tensor, b: torch.Tensor, min_time_s: float) -> float:
     """Seconds per a @ b (best of runs of at least min_time_s)."""
     for _ in range(3):
         torch.mm(a, b)
     best = float("inf")
     for _ in range(3):
+        _sync(a)
         count, started = 0, time.perf_counter()
         while True:
             torch.mm(a, b)
             count += 1
+            _sync(a)
             elapsed = time.perf_counter() - started
             if elapsed >= min_time_s / 3:
                 break
@@ -96,35 +103,45 @@ def _time_mm(a: torch.Tensor, b: torch.Tensor, min_time_s: float) -> float:
     return best
 
 
-def matmul_rate(dtype: torch.dtype, m: int, k: int, n: int, min_time_s: float = 0.6) -> float:
-    """Measured FLOP/s of an (m, k) x (k, n) torch.mm in `dtype` on the CPU."""
-    a = torch.randn(m, k).to(dtype)
-    b = torch.randn(k, n).to(dtype)
+def matmul_rate(dtype: torch.dtype, m: int, k: int, n: int, min_time_s: float = 0.6,
+                device: torch.device = torch.device("cpu")) -> float:
+    """Measured FLOP/s of an (m, k) x (k, n) torch.mm in `dtype` on `device`."""
+    a = torch.randn(m, k).to(device, dtype)
+    b = torch.randn(k, n).to(device, dtype)
     return 2.0 * m * k * n / _time_mm(a, b, min_time_s)
 
 
-def big_size(dtype: torch.dtype, largest: int = 2048, min_call_s: float = 0.05) -> int:
+def big_size(dtype: torch.dtype, largest: int = 2048, min_call_s: float = 0.05,
+             device: torch.device = torch.device("cpu")) -> int:
     """Square matmul size for `dtype`: doubled from 256 until one call takes min_call_s
     (CPUs without bf16 instructions emulate it ~100x slower, so bf16 may stay small)."""
     size = 256
     while size < largest:
-        a = torch.randn(size, size).to(dtype)
+        a = torch.randn(size, size).to(device, dtype)
+        _sync(a)
         started = time.perf_counter()
         torch.mm(a, a)
+        _sync(a)
         if time.perf_counter() - started >= min_call_s:
             break
         size *= 2
     return size
 
 
-def measure_rates(batch_size: int = 32, hidden: int = 128) -> Dict[str, float]:
-    """Big (up to 2048^3) and LSTM-recurrence-sized ((B, H) x (H, 4H)) matmul rates, FLOP/s."""
-    f32, bf16 = big_size(torch.float32), big_size(torch.bfloat16)
+def measure_rates(batch_size: int = 32, hidden: int = 128,
+                  device: torch.device = torch.device("cpu")) -> Dict[str, float]:
+    """Big (up to 2048^3 on the CPU, 8192^3 on a GPU) and LSTM-recurrence-sized
+    ((B, H) x (H, 4H)) matmul rates, FLOP/s."""
+    largest = 8192 if device.type == "cuda" else 2048
+    f32, bf16 = (big_size(dtype, largest, device=device)
+                 for dtype in (torch.float32, torch.bfloat16))
     return {
-        "float32 big": matmul_rate(torch.float32, f32, f32, f32),
-        "bf16 big": matmul_rate(torch.bfloat16, bf16, bf16, bf16),
-        "float32 recurrent": matmul_rate(torch.float32, batch_size, hidden, 4 * hidden),
-        "bf16 recurrent": matmul_rate(torch.bfloat16, batch_size, hidden, 4 * hidden),
+        "float32 big": matmul_rate(torch.float32, f32, f32, f32, device=device),
+        "bf16 big": matmul_rate(torch.bfloat16, bf16, bf16, bf16, device=device),
+        "float32 recurrent": matmul_rate(torch.float32, batch_size, hidden, 4 * hidden,
+                                         device=device),
+        "bf16 recurrent": matmul_rate(torch.bfloat16, batch_size, hidden, 4 * hidden,
+                                      device=device),
     }
 
 

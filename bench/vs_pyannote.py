@@ -10,17 +10,19 @@ Parts (each printed as it finishes, then one Markdown table of ratios ours / pya
           by core.load_pretrained.
   step    training step (forward, NLL on random powerset targets, backward, Adam step) on
           batch x 10 s: ours float32 vs pyannote float32, and ours under
-          torch.autocast("cpu", bfloat16) vs pyannote float32. Median over repeats after a
+          torch.autocast(device, bfloat16) vs pyannote float32. Median over repeats after a
           warm-up; the models take turns in every repeat, in a rotating order.
   infer   real-time factor of segmentation over one synthetic file (10 s windows, 1 s step,
-          batch 32): eval.inference.infer_file vs pyannote.audio.Inference.
+          batch 32): eval.inference.infer_file vs pyannote.audio.Inference, both float32;
+          with --device cuda also ours in bf16 autocast (what avdiar does on a GPU).
   loader  chunks/s of training batches (10 s, batch 32, same worker count) on the synthetic
           database: data.make_train_loader (with 384-dim video) vs pyannote's
           SpeakerDiarization task's train_dataloader (audio only).
   floor   FLOPs per chunk and matmul rates (bench/floor.py) against the measured steps.
 
-Both sides run with torch.set_num_threads(--threads). Other load on the machine moves the
-absolute figures; the ratios are what to read.
+Both sides run with torch.set_num_threads(--threads), on --device (cpu, or cuda: the
+models and batches on the GPU, every timing closed by torch.cuda.synchronize). Other load on
+the machine moves the absolute figures; the ratios are what to read.
 """
 
 from __future__ import annotations
@@ -94,20 +96,25 @@ def save_with_lightning(model, path: Path) -> None:
         trainer.save_checkpoint(str(path), weights_only=False)
 
 
-def both_models(seed: int, workdir: Path):
-    """(ours, theirs) holding identical weights."""
+def both_models(seed: int, workdir: Path, device: torch.device):
+    """(ours, theirs) holding identical weights, on `device`."""
     from core import load_pretrained
 
     theirs = pyannote_model(seed)
     checkpoint = workdir / "pyannet.ckpt"
     save_with_lightning(theirs, checkpoint)
-    return load_pretrained(str(checkpoint)), theirs
+    return load_pretrained(str(checkpoint)).to(device), theirs.to(device)
 
 
-def max_abs_difference(ours, theirs, batch_size: int) -> float:
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def max_abs_difference(ours, theirs, batch_size: int, device: torch.device) -> float:
     """max |ours - theirs| of the eval-mode log-probabilities on one random batch."""
     waveforms = 0.1 * torch.randn(batch_size, 1, int(DURATION_S * SAMPLE_RATE),
-                                  generator=torch.Generator().manual_seed(1))
+                                  generator=torch.Generator().manual_seed(1)).to(device)
     ours.eval()
     theirs.eval()
     with torch.inference_mode():
@@ -115,34 +122,37 @@ def max_abs_difference(ours, theirs, batch_size: int) -> float:
 
 
 # --- training step ----------------------------------------------------------------------
-def make_step(model, bf16: bool) -> Callable[[torch.Tensor, torch.Tensor], Seconds]:
+def make_step(model, bf16: bool,
+              device: torch.device) -> Callable[[torch.Tensor, torch.Tensor], Seconds]:
     """A function (waveforms, targets) -> (wall, CPU) seconds of one training step."""
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
     model.train()
 
     def step(waveforms: torch.Tensor, targets: torch.Tensor) -> Seconds:
+        _sync(device)
         started, started_cpu = time.perf_counter(), time.process_time()
         optimizer.zero_grad(set_to_none=True)
-        context = (torch.autocast("cpu", dtype=torch.bfloat16) if bf16
+        context = (torch.autocast(device.type, dtype=torch.bfloat16) if bf16
                    else contextlib.nullcontext())
         with context:
             scores = model(waveforms)
         loss = F.nll_loss(scores.float().reshape(-1, scores.shape[-1]), targets.reshape(-1))
         loss.backward()
         optimizer.step()
+        _sync(device)
         return time.perf_counter() - started, time.process_time() - started_cpu
 
     return step
 
 
 def time_steps(steps: Dict[str, Callable], batch_size: int, repeats: int,
-               warmup: int) -> Dict[str, Seconds]:
+               warmup: int, device: torch.device) -> Dict[str, Seconds]:
     """Median (wall, CPU) seconds per step of each named step function; all take turns
     every repeat."""
     num_samples = int(DURATION_S * SAMPLE_RATE)
     generator = torch.Generator().manual_seed(2)
-    waveforms = 0.1 * torch.randn(batch_size, 1, num_samples, generator=generator)
-    targets = torch.randint(0, 7, (batch_size, 589), generator=generator)
+    waveforms = (0.1 * torch.randn(batch_size, 1, num_samples, generator=generator)).to(device)
+    targets = torch.randint(0, 7, (batch_size, 589), generator=generator).to(device)
     names = list(steps)
     times: Dict[str, List[Seconds]] = {name: [] for name in names}
     for repeat in range(warmup + repeats):
@@ -178,27 +188,35 @@ def synthetic_recording(minutes: float, seed: int = 3) -> torch.Tensor:
     return (0.1 * envelope * torch.randn(1, num_samples, generator=generator)).float()
 
 
-def time_inference(ours, theirs, waveform: torch.Tensor, batch_size: int,
-                   repeats: int = 1) -> Dict[str, Seconds]:
-    """Median (wall, CPU) seconds for the whole file: {"ours": ..., "pyannote": ...}; the
-    two take turns, in a rotating order."""
+def time_inference(ours, theirs, waveform: torch.Tensor, batch_size: int, repeats: int,
+                   device: torch.device) -> Dict[str, Seconds]:
+    """Median (wall, CPU) seconds for the whole file: {"ours": ..., "pyannote": ...}, both
+    float32, and on CUDA "ours bf16" (autocast); they take turns, in a rotating order."""
     from pyannote.audio import Inference
 
     from eval.inference import infer_file
 
     inference = Inference(theirs, window="sliding", step=1.0, batch_size=batch_size,
-                          device=torch.device("cpu"))
+                          device=device)
+
+    def ours_run(amp: str):
+        return lambda: infer_file(ours, waveform, step_ratio=1.0 / DURATION_S,
+                                  batch_size=batch_size, device=device, amp=amp)
+
     runs = {
         "pyannote": lambda: inference({"waveform": waveform, "sample_rate": SAMPLE_RATE}),
-        "ours": lambda: infer_file(ours, waveform, step_ratio=1.0 / DURATION_S,
-                                   batch_size=batch_size),
+        "ours": ours_run("off"),
     }
+    if device.type == "cuda":
+        runs["ours bf16"] = ours_run("bf16")
     results: Dict[str, List[Seconds]] = {name: [] for name in runs}
     names = list(runs)
     for repeat in range(repeats):
-        for name in names[repeat % 2:] + names[:repeat % 2]:
+        for name in names[repeat % len(names):] + names[:repeat % len(names)]:
+            _sync(device)
             started, started_cpu = time.perf_counter(), time.process_time()
             runs[name]()
+            _sync(device)
             results[name].append((time.perf_counter() - started,
                                   time.process_time() - started_cpu))
             print(f"  infer {repeat + 1}/{repeats} {name}: {results[name][-1][0]:.1f} s "
@@ -304,11 +322,16 @@ def main() -> int:
     parser.add_argument("--loader-batches", type=int, default=20)
     parser.add_argument("--loader-rounds", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
+                        help="where both models run (the loader part reads on the CPU)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None, help="also write the Markdown report here")
     args = parser.parse_args()
     _require_pyannote()
     torch.set_num_threads(args.threads)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        sys.exit("--device cuda: torch sees no CUDA device")
+    device = torch.device(args.device)
     import copy
 
     import pyannote.audio
@@ -316,22 +339,24 @@ def main() -> int:
     started_at = time.strftime("%Y-%m-%d %H:%M %Z")
     bf16_batch = args.bf16_batch_size
     if bf16_batch is None:
-        bf16_batch = args.batch_size if native_bf16() else 1
+        bf16_batch = args.batch_size if device.type == "cuda" or native_bf16() else 1
+    where = (f"GPU {torch.cuda.get_device_name(device)}" if device.type == "cuda" else
+             f"CPU capability {torch.backends.cpu.get_cpu_capability()}")
     header = (f"{started_at}; torch {torch.__version__}, pyannote.audio "
-              f"{pyannote.audio.__version__}; CPU capability "
-              f"{torch.backends.cpu.get_cpu_capability()}, {args.threads} threads")
+              f"{pyannote.audio.__version__}; {where}, {args.threads} threads")
     print(header, flush=True)
     rows: List[List[str]] = []
     sections: List[str] = []
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        ours, theirs = both_models(args.seed, workdir)
-        difference = max_abs_difference(ours, theirs, min(args.batch_size, 4))
+        ours, theirs = both_models(args.seed, workdir, device)
+        difference = max_abs_difference(ours, theirs, min(args.batch_size, 4), device)
         print(f"check: max |ours - pyannote| = {difference:.2e}", flush=True)
 
         print(f"step: batch {args.batch_size} x 10 s float32", flush=True)
-        steps = time_steps({"ours": make_step(ours, False), "pyannote": make_step(theirs, False)},
-                           args.batch_size, args.repeats, args.warmup)
+        steps = time_steps({"ours": make_step(ours, False, device),
+                            "pyannote": make_step(theirs, False, device)},
+                           args.batch_size, args.repeats, args.warmup, device)
         name = f"train step, batch {args.batch_size} x 10 s, float32"
         rows += timing_rows(name, steps["ours"], steps["pyannote"], "s", "<= 0.7x")
         measured_floor = {"float32": steps["ours"][0]}
@@ -339,9 +364,9 @@ def main() -> int:
             print(f"step: batch {bf16_batch} x 10 s, ours bf16 autocast vs pyannote float32",
                   flush=True)
             bf16 = time_steps(
-                {"ours bf16": make_step(copy.deepcopy(ours), True),
-                 "pyannote": make_step(copy.deepcopy(theirs), False)},
-                bf16_batch, args.repeats, args.warmup)
+                {"ours bf16": make_step(copy.deepcopy(ours), True, device),
+                 "pyannote": make_step(copy.deepcopy(theirs), False, device)},
+                bf16_batch, args.repeats, args.warmup, device)
             rows += timing_rows(f"train step, batch {bf16_batch} x 10 s, ours bf16 autocast "
                                 "vs pyannote float32", bf16["ours bf16"], bf16["pyannote"],
                                 "s", "<= 0.35x")
@@ -352,12 +377,17 @@ def main() -> int:
             print(f"infer: {args.infer_minutes:g} min file", flush=True)
             waveform = synthetic_recording(args.infer_minutes)
             seconds = time_inference(ours, theirs, waveform, args.infer_batch_size,
-                                     args.infer_repeats)
+                                     args.infer_repeats, device)
             audio_s = args.infer_minutes * 60
-            rows += timing_rows(f"inference RTF, {args.infer_minutes:g} min file, 10 s windows"
-                                f" / 1 s step, batch {args.infer_batch_size}",
-                                tuple(t / audio_s for t in seconds["ours"]),
-                                tuple(t / audio_s for t in seconds["pyannote"]), "", "<= 0.5x")
+            name = (f"inference RTF, {args.infer_minutes:g} min file, 10 s windows / 1 s step, "
+                    f"batch {args.infer_batch_size}")
+            for ours_name, label in (("ours", "float32"), ("ours bf16", "ours bf16 autocast vs "
+                                                          "pyannote float32")):
+                if ours_name in seconds:
+                    rows += timing_rows(f"{name}, {label}",
+                                        tuple(t / audio_s for t in seconds[ours_name]),
+                                        tuple(t / audio_s for t in seconds["pyannote"]), "",
+                                        "<= 0.5x")
 
         if args.workers >= 0:
             print(f"loader: {args.workers} workers", flush=True)
@@ -371,7 +401,7 @@ def main() -> int:
     rows.append(["max abs difference of outputs, same weights and batch", f"{difference:.1e}",
                  "", "", "<= 1e-4", "yes" if difference <= 1e-4 else "no"])
     print("floor: matmul rates", flush=True)
-    rates = floor.measure_rates(args.batch_size)
+    rates = floor.measure_rates(args.batch_size, device=device)
     sections.append("### Floor\n\n" + floor.floor_report(rates, args.batch_size, measured_floor))
     report = "\n\n".join([f"## avdiar vs pyannote.audio\n\n{header}\n\ncommand: `python "
                           + " ".join(sys.argv) + "`", table(rows)] + sections) + "\n"

@@ -84,11 +84,19 @@ def model_time_axis(model: nn.Module, num_frames: int) -> Tuple[float, float]:
     return float(times[0]), step
 
 
-def _autocast(device: torch.device):
-    if device.type != "cuda":
+AMP_MODES = ("auto", "off", "bf16", "fp16")
+
+
+def _autocast(device: torch.device, amp: str = "auto"):
+    """Autocast context for inference. amp: "auto" (bf16, or fp16 where the GPU lacks bf16,
+    on CUDA; float32 on the CPU), "off" (float32), "bf16" or "fp16"."""
+    if amp not in AMP_MODES:
+        raise ValueError(f"amp must be one of {AMP_MODES}, got {amp!r}")
+    if amp == "off" or (amp == "auto" and device.type != "cuda"):
         return contextlib.nullcontext()
-    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.autocast("cuda", dtype=dtype)
+    if amp == "auto":
+        amp = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return torch.autocast(device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
 
 
 def _batches(waveform: torch.Tensor, starts: np.ndarray, window_samples: int,
@@ -115,13 +123,14 @@ def _shares_sinc(model: nn.Module, step_samples: int) -> bool:
 def infer_file(model: nn.Module, waveform: torch.Tensor, video: Optional[np.ndarray] = None, *,
                step_ratio: float = 0.1, batch_size: int = 32,
                device: Optional[torch.device] = None, progress: bool = False,
-               desc: str = "windows", share_sinc: bool = True) -> WindowOutput:
+               desc: str = "windows", share_sinc: bool = True, amp: str = "auto") -> WindowOutput:
     """Run `model` over one file. waveform: (1, samples) float at 16 kHz; video: (frames, E)
     embeddings at model.video_fps, or None (fusion models then see no video at all).
 
     share_sinc: convolve each batch's stretch of audio with the sinc filters once instead
     of every window (equal outputs to float32 rounding; 10x less sinc convolution for a
-    10 % step); used when the step is a multiple of the sinc stride."""
+    10 % step); used when the step is a multiple of the sinc stride.
+    amp: "auto" (bf16 autocast on CUDA, float32 on the CPU), "off", "bf16" or "fp16"."""
     if waveform.dim() == 1:
         waveform = waveform[None]
     if waveform.dim() != 2 or waveform.shape[0] != 1:
@@ -146,7 +155,7 @@ def infer_file(model: nn.Module, waveform: torch.Tensor, video: Optional[np.ndar
             slices = [video_slice(video, s / SAMPLE_RATE, num_video, fps) for s in chunk]
             kwargs["video"] = torch.from_numpy(np.stack([v for v, _ in slices])).to(device)
             kwargs["video_mask"] = torch.from_numpy(np.stack([m for _, m in slices])).to(device)
-        with _autocast(device):
+        with _autocast(device, amp):
             if share:
                 with model.sincnet.shared_first_layer(stretch.to(device), step_samples):
                     scores = model(waves.to(device), **kwargs)

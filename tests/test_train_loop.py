@@ -38,10 +38,18 @@ def scalars(config):
                  for tag in acc.Tags()["scalars"]}
 
 
-def test_resume_follows_the_uninterrupted_trajectory(tmp_path):
-    """Stop (stop file) mid-epoch, resume: bit-identical to a straight run on the CPU."""
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=CUDA)])
+def test_resume_follows_the_uninterrupted_trajectory(tmp_path, monkeypatch, device):
+    """Stop (stop file) mid-epoch, resume: bit-identical to a straight run, on the CPU and
+    on a GPU with cuDNN's deterministic algorithms (the CUDA random state, which modality
+    dropout draws on there, travels in the checkpoint)."""
+    monkeypatch.setattr(torch.backends.cudnn, "deterministic", True)
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
     common = dict(epochs=3, val_every=2, scheduler="cosine", warmup_steps=2,
-                  modality_dropout=0.5, model="late")
+                  modality_dropout=0.5, model="late", device=device)
     straight = tiny(tmp_path, "straight", **common)
     result = train(straight, toy_factory(batches_per_epoch=3, val_batches=1))
     assert result["step"] == 9 and not result["preempted"]

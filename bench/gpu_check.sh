@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# GPU checks in one go (at most about 9 minutes): the CUDA tests, avdiar vs pyannote.audio
+# on the GPU, the training loop's throughput in float32 / bf16 / fp16, and the demo on CUDA.
+#
+#   bash bench/gpu_check.sh [OUT]     # OUT: where logs and reports go (default bench/out/gpu)
+#
+# Needs a python3 with torch (CUDA), avdiar's requirements and pyannote.audio 4.0.7 (for
+# the comparison). Where pip cannot reach an index, put wheels of the missing packages in
+# .whl/ (see bench/README.md, "GPU"): they are installed into /tmp/site first.
+# Every part has its own time limit, so one slow part does not stop the others.
+set -u
+OUT=${1:-${OUT:-bench/out/gpu}}
+mkdir -p "$OUT"
+LOG="$OUT/gpu_check.log"
+export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
+exec > >(tee -a "$LOG") 2>&1
+
+part() {  # part NAME SECONDS COMMAND...: run with a time limit, say how it ended
+    local name=$1 limit=$2 started=$SECONDS
+    shift 2
+    echo "=== $name (limit $limit s): $*"
+    timeout "$limit" "$@"
+    echo "=== $name: exit $? after $((SECONDS - started)) s"
+}
+
+if compgen -G ".whl/*.whl" >/dev/null; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+        --target /tmp/site .whl/*.whl || exit 1
+    export PYTHONPATH=/tmp/site:$PWD
+fi
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+python3 -c "import torch, pyannote.audio; print('torch', torch.__version__, 'cuda', \
+torch.version.cuda, 'cudnn', torch.backends.cudnn.version(), 'pyannote.audio', \
+pyannote.audio.__version__, 'cpus', __import__('os').cpu_count())"
+
+part cuda-tests 75 python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py \
+    "tests/test_train_loop.py::test_resume_follows_the_uninterrupted_trajectory"
+
+part vs-pyannote 120 python3 bench/vs_pyannote.py --device cuda --threads 8 --repeats 10 \
+    --warmup 3 --infer-minutes 30 --infer-repeats 3 --workers -1 --out "$OUT/vs_pyannote_cuda.md"
+
+part demo 160 python3 run.py demo --out /tmp/avdiar_demo_gpu --device cuda --parallel 4
+cp /tmp/avdiar_demo_gpu/comparison.md "$OUT/demo_comparison.md" 2>/dev/null
+tail -n 3 /tmp/avdiar_demo_gpu/runs/*.log 2>/dev/null | tail -n 40
+
+for amp in off bf16 fp16; do
+    part "train-loop-$amp" 40 python3 bench/train.py --device cuda --toy --amp "$amp" \
+        --steps 10 --workers 0 --out "$OUT/train_$amp.json"
+done
+sleep 2  # let tee write the last lines
