@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# GPU checks in one go (at most about 9 minutes): the CUDA tests, avdiar vs pyannote.audio
-# on the GPU, the training loop's throughput in float32 / bf16 / fp16, and the demo on CUDA.
+# GPU checks in one go (at most about 12 minutes; 5 on an H100 on 2026-11-26): the CUDA tests, avdiar vs pyannote.audio
+# on the GPU, the demo on CUDA, what exact resume costs (cuDNN dropout re-seed), and the
+# training loop's throughput on files (bf16) and in memory (float32 / bf16 / fp16).
 #
 #   bash bench/gpu_check.sh [OUT]     # OUT: where logs and reports go (default bench/out/gpu)
 #
@@ -42,6 +43,11 @@ part vs-pyannote 120 python3 bench/vs_pyannote.py --device cuda --threads 8 --re
 part demo 160 python3 run.py demo --out /tmp/avdiar_demo_gpu --device cuda --parallel 4
 cp /tmp/avdiar_demo_gpu/comparison.md "$OUT/demo_comparison.md" 2>/dev/null
 tail -n 3 /tmp/avdiar_demo_gpu/runs/*.log 2>/dev/null | tail -n 40
+
+part cudnn-dropout 60 python3 bench/cudnn_dropout.py --repeats 5 --steps 20
+
+part train-loop-files 120 python3 bench/train.py --device cuda --amp bf16 --steps 20 \
+    --workers 8 --out "$OUT/train_files_bf16.json"
 
 for amp in off bf16 fp16; do
     part "train-loop-$amp" 40 python3 bench/train.py --device cuda --toy --amp "$amp" \

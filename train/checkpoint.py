@@ -151,6 +151,18 @@ def set_rng_state(state: Dict[str, Any]) -> None:
         torch.cuda.set_rng_state(state["cuda"].cpu())
 
 
+def reseed_cudnn_dropout(device: torch.device) -> None:
+    """Make cuDNN's LSTM dropout follow the CUDA random state, which checkpoints save.
+
+    cuDNN keeps a dropout random state of its own, seeded from the CUDA generator once per
+    process, so a resumed run would draw other masks than the run it continues. Setting the
+    generator's state (to itself) makes the next cuDNN RNN call in training re-seed it from
+    the generator: called before every step, each step's masks follow from the state that
+    rng_state() saves. A no-op on the CPU."""
+    if device.type == "cuda":
+        torch.cuda.set_rng_state(torch.cuda.get_rng_state(device), device)
+
+
 def code_version() -> str:
     """`git describe` of the source tree when it is a git checkout, else the package version."""
     root = Path(__file__).resolve().parent.parent

@@ -35,6 +35,7 @@ from train.checkpoint import (
     find_resume,
     load_checkpoint,
     prune_step_checkpoints,
+    reseed_cudnn_dropout,
     rng_state,
     save_checkpoint,
     set_rng_state,
@@ -275,6 +276,7 @@ def run(config: Config, world: World, data_factory: DataFactory,
             batch = to_device(batch, world.device)
             window.add(wait_s=time.perf_counter() - t_wait)
 
+            reseed_cudnn_dropout(world.device)  # LSTM dropout masks: from the saved state
             scores = forward(ddp, batch, config.amp, world.device)
             loss = segmentation_loss(scores, batch["target"], model.powerset)
             nonfinite, stop_now = any_rank([not bool(torch.isfinite(loss)), stop.local()],
