@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# GPU checks in one go (at most about 12 minutes; 5 on an H100 on 2026-11-26): the CUDA tests, avdiar vs pyannote.audio
-# on the GPU, the demo on CUDA, what exact resume costs (cuDNN dropout re-seed), and the
-# training loop's throughput on files (bf16) and in memory (float32 / bf16 / fp16).
+# GPU checks in one go (at most 14 minutes; about 5 on an H100): the CUDA tests, avdiar vs
+# pyannote.audio on the GPU, a profile of the step, the demo on CUDA, what exact resume
+# costs (cuDNN dropout re-seed), and the training loop's throughput on files (bf16) and in
+# memory (float32 / bf16 / fp16).
 #
 #   bash bench/gpu_check.sh [OUT]     # OUT: where logs and reports go (default bench/out/gpu)
 #
@@ -39,6 +40,10 @@ part cuda-tests 75 python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py \
 
 part vs-pyannote 120 python3 bench/vs_pyannote.py --device cuda --threads 8 --repeats 10 \
     --warmup 3 --infer-minutes 30 --infer-repeats 3 --workers -1 --out "$OUT/vs_pyannote_cuda.md"
+
+for amp in off bf16; do
+    part "profile-$amp" 60 python3 bench/profile_step.py --device cuda --amp "$amp"
+done
 
 part demo 160 python3 run.py demo --out /tmp/avdiar_demo_gpu --device cuda --parallel 4
 cp /tmp/avdiar_demo_gpu/comparison.md "$OUT/demo_comparison.md" 2>/dev/null

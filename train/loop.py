@@ -276,7 +276,8 @@ def run(config: Config, world: World, data_factory: DataFactory,
             batch = to_device(batch, world.device)
             window.add(wait_s=time.perf_counter() - t_wait)
 
-            reseed_cudnn_dropout(world.device)  # LSTM dropout masks: from the saved state
+            if config.exact_resume:  # LSTM dropout masks from the state checkpoints save
+                reseed_cudnn_dropout(world.device)
             scores = forward(ddp, batch, config.amp, world.device)
             loss = segmentation_loss(scores, batch["target"], model.powerset)
             nonfinite, stop_now = any_rank([not bool(torch.isfinite(loss)), stop.local()],

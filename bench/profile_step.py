@@ -1,0 +1,76 @@
+"""Where a training step's time goes, by operator (torch.profiler): the audio-only model with
+segmentation-3.0's sizes, batch x 10 s, forward + NLL + backward + Adam.
+
+    python bench/profile_step.py                        # CPU
+    python bench/profile_step.py --device cuda --amp bf16
+
+Prints the step time (median of --steps after --warmup) and the operators with the most
+self time (on a GPU: CUDA kernel time) over --steps profiled steps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from torch.profiler import ProfilerActivity, profile  # noqa: E402
+
+from core import build_model  # noqa: E402
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--amp", default="off", choices=["off", "bf16"])
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--rows", type=int, default=15)
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    model = build_model("audio", lstm={"hidden_size": 128, "num_layers": 4,
+                                       "bidirectional": True, "dropout": 0.5}).to(device).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    waveforms = 0.1 * torch.randn(args.batch_size, 1, 160000, device=device)
+    targets = torch.randint(0, 7, (args.batch_size, 589), device=device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+
+    def step() -> float:
+        sync()
+        started = time.perf_counter()
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.amp == "bf16"):
+            scores = model(waveforms)
+        loss = F.nll_loss(scores.float().reshape(-1, scores.shape[-1]), targets.reshape(-1))
+        loss.backward()
+        optimizer.step()
+        sync()
+        return time.perf_counter() - started
+
+    for _ in range(args.warmup):
+        step()
+    times = [step() for _ in range(args.steps)]
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda"
+                                           else [])
+    with profile(activities=activities) as prof:
+        for _ in range(args.steps):
+            step()
+    key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    print(f"{name}, batch {args.batch_size} x 10 s, amp {args.amp}: step "
+          f"{1000 * statistics.median(times):.1f} ms (median of {args.steps})")
+    print(prof.key_averages().table(sort_by=key, row_limit=args.rows, max_name_column_width=60))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
