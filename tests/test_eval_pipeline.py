@@ -29,7 +29,8 @@ class TinyEmbedding(nn.Module):
         self.project = nn.Linear(201, self.dimension)
 
     def forward(self, waveforms, weights=None):
-        spec = torch.stft(waveforms[:, 0], 400, 160, window=torch.hann_window(400),
+        window = torch.hann_window(400, device=waveforms.device)  # evaluate may run on a GPU
+        spec = torch.stft(waveforms[:, 0], 400, 160, window=window,
                           return_complex=True).abs().add(1e-5).log().transpose(1, 2)
         w = nn.functional.interpolate(weights[:, None].float(), size=spec.shape[1])[:, 0]
         pooled = (spec * w[..., None]).sum(1) / w.sum(1, keepdim=True).clamp(min=1e-8)
