@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# GPU checks in one go (at most 14 minutes; about 5 on an H100): the CUDA tests, avdiar vs
-# pyannote.audio on the GPU, a profile of the step, the demo on CUDA, what exact resume
-# costs (cuDNN dropout re-seed), and the training loop's throughput on files (bf16) and in
-# memory (float32 / bf16 / fp16).
+# GPU checks in one go (at most 14 minutes; its parts took about 5 together on an H100):
+# the CUDA tests, avdiar vs pyannote.audio on the GPU, a profile of the step, the demo on
+# CUDA, what exact resume costs (cuDNN dropout re-seed), and the training loop's throughput
+# on files (bf16) and in memory (float32 / bf16 / fp16).
 #
 #   bash bench/gpu_check.sh [OUT]     # OUT: where logs and reports go (default bench/out/gpu)
 #
