@@ -19,9 +19,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
 
-from core import build_model  # noqa: E402
+from bench.profile_step import audio_training_step  # noqa: E402
 from train.checkpoint import reseed_cudnn_dropout  # noqa: E402
 
 
@@ -36,22 +35,12 @@ def main() -> int:
     if not torch.cuda.is_available():
         sys.exit("bench/cudnn_dropout.py needs a CUDA device")
     device = torch.device("cuda")
-    torch.manual_seed(0)
-    model = build_model("audio", lstm={"hidden_size": 128, "num_layers": 4,
-                                       "bidirectional": True, "dropout": 0.5}).to(device).train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
-    waveforms = 0.1 * torch.randn(args.batch_size, 1, 160000, device=device)
-    targets = torch.randint(0, 7, (args.batch_size, 589), device=device)
+    train_step = audio_training_step(device, args.batch_size, args.amp)
 
     def step(reseed: bool) -> None:
         if reseed:
             reseed_cudnn_dropout(device)
-        optimizer.zero_grad(set_to_none=True)
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=args.amp == "bf16"):
-            scores = model(waveforms)
-        loss = F.nll_loss(scores.float().reshape(-1, scores.shape[-1]), targets.reshape(-1))
-        loss.backward()
-        optimizer.step()
+        train_step()
 
     times = {False: [], True: []}
     for round_ in range(args.repeats + 1):  # round 0 warms up

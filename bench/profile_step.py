@@ -15,6 +15,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -23,6 +24,29 @@ import torch.nn.functional as F  # noqa: E402
 from torch.profiler import ProfilerActivity, profile  # noqa: E402
 
 from core import build_model  # noqa: E402
+
+
+def audio_training_step(device: torch.device, batch_size: int = 32,
+                        amp: str = "off") -> Callable[[], None]:
+    """One training step (forward, NLL on random powerset targets, backward, Adam) of the
+    audio-only model with segmentation-3.0's sizes (LSTM 128 x 4, dropout 0.5) on a fixed
+    random batch of batch_size x 10 s on `device`; amp "off" or "bf16". No synchronisation."""
+    torch.manual_seed(0)
+    model = build_model("audio", lstm={"hidden_size": 128, "num_layers": 4,
+                                       "bidirectional": True, "dropout": 0.5}).to(device).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    waveforms = 0.1 * torch.randn(batch_size, 1, 160000, device=device)
+    targets = torch.randint(0, 7, (batch_size, 589), device=device)
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp == "bf16"):
+            scores = model(waveforms)
+        loss = F.nll_loss(scores.float().reshape(-1, scores.shape[-1]), targets.reshape(-1))
+        loss.backward()
+        optimizer.step()
+
+    return step
 
 
 def main() -> int:
@@ -36,23 +60,13 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=15)
     args = parser.parse_args()
     device = torch.device(args.device)
-    torch.manual_seed(0)
-    model = build_model("audio", lstm={"hidden_size": 128, "num_layers": 4,
-                                       "bidirectional": True, "dropout": 0.5}).to(device).train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
-    waveforms = 0.1 * torch.randn(args.batch_size, 1, 160000, device=device)
-    targets = torch.randint(0, 7, (args.batch_size, 589), device=device)
+    train_step = audio_training_step(device, args.batch_size, args.amp)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
     def step() -> float:
         sync()
         started = time.perf_counter()
-        optimizer.zero_grad(set_to_none=True)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.amp == "bf16"):
-            scores = model(waveforms)
-        loss = F.nll_loss(scores.float().reshape(-1, scores.shape[-1]), targets.reshape(-1))
-        loss.backward()
-        optimizer.step()
+        train_step()
         sync()
         return time.perf_counter() - started
 
