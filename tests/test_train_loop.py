@@ -44,8 +44,9 @@ CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA de
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=CUDA)])
 def test_resume_follows_the_uninterrupted_trajectory(tmp_path, monkeypatch, device):
     """Stop (stop file) mid-epoch, resume: bit-identical to a straight run, on the CPU and
-    on a GPU with cuDNN's deterministic algorithms (the CUDA random state, which modality
-    dropout draws on there, travels in the checkpoint)."""
+    on a GPU with cuDNN's deterministic algorithms (the CUDA random state travels in the
+    checkpoint, and cuDNN's LSTM dropout is re-seeded from it before every step: without
+    that, the resumed GPU run drew other LSTM dropout masks from step 6 on)."""
     monkeypatch.setattr(torch.backends.cudnn, "deterministic", True)
     monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
     common = dict(epochs=3, val_every=2, scheduler="cosine", warmup_steps=2,
