@@ -79,9 +79,10 @@ def inference_flops_per_window(parts: Dict[str, float], batch_size: int = 32,
     return sum(parts.values()) - conv0 + conv0 * stretch_s / (batch_size * window_s)
 
 
-def _sync(tensor: torch.Tensor) -> None:
-    if tensor.is_cuda:
-        torch.cuda.synchronize(tensor.device)
+def synchronize(device: torch.device) -> None:
+    """Wait for the GPU's queued work (before reading a timer); nothing on the CPU."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def _time_mm(a: torch.Tensor, b: torch.Tensor, min_time_s: float) -> float:
@@ -90,12 +91,12 @@ def _time_mm(a: torch.Tensor, b: torch.Tensor, min_time_s: float) -> float:
         torch.mm(a, b)
     best = float("inf")
     for _ in range(3):
-        _sync(a)
+        synchronize(a.device)
         count, started = 0, time.perf_counter()
         while True:
             torch.mm(a, b)
             count += 1
-            _sync(a)
+            synchronize(a.device)
             elapsed = time.perf_counter() - started
             if elapsed >= min_time_s / 3:
                 break
@@ -118,10 +119,10 @@ def big_size(dtype: torch.dtype, largest: int = 2048, min_call_s: float = 0.05,
     size = 256
     while size < largest:
         a = torch.randn(size, size).to(device, dtype)
-        _sync(a)
+        synchronize(a.device)
         started = time.perf_counter()
         torch.mm(a, a)
-        _sync(a)
+        synchronize(a.device)
         if time.perf_counter() - started >= min_call_s:
             break
         size *= 2

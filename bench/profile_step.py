@@ -23,6 +23,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from torch.profiler import ProfilerActivity, profile  # noqa: E402
 
+from bench import floor  # noqa: E402
 from core import build_model  # noqa: E402
 
 
@@ -61,13 +62,12 @@ def main() -> int:
     args = parser.parse_args()
     device = torch.device(args.device)
     train_step = audio_training_step(device, args.batch_size, args.amp)
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
     def step() -> float:
-        sync()
+        floor.synchronize(device)
         started = time.perf_counter()
         train_step()
-        sync()
+        floor.synchronize(device)
         return time.perf_counter() - started
 
     for _ in range(args.warmup):

@@ -106,11 +106,6 @@ def both_models(seed: int, workdir: Path, device: torch.device):
     return load_pretrained(str(checkpoint)).to(device), theirs.to(device)
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def max_abs_difference(ours, theirs, batch_size: int, device: torch.device) -> float:
     """max |ours - theirs| of the eval-mode log-probabilities on one random batch."""
     waveforms = 0.1 * torch.randn(batch_size, 1, int(DURATION_S * SAMPLE_RATE),
@@ -129,7 +124,7 @@ def make_step(model, bf16: bool,
     model.train()
 
     def step(waveforms: torch.Tensor, targets: torch.Tensor) -> Seconds:
-        _sync(device)
+        floor.synchronize(device)
         started, started_cpu = time.perf_counter(), time.process_time()
         optimizer.zero_grad(set_to_none=True)
         context = (torch.autocast(device.type, dtype=torch.bfloat16) if bf16
@@ -139,7 +134,7 @@ def make_step(model, bf16: bool,
         loss = F.nll_loss(scores.float().reshape(-1, scores.shape[-1]), targets.reshape(-1))
         loss.backward()
         optimizer.step()
-        _sync(device)
+        floor.synchronize(device)
         return time.perf_counter() - started, time.process_time() - started_cpu
 
     return step
@@ -213,10 +208,10 @@ def time_inference(ours, theirs, waveform: torch.Tensor, batch_size: int, repeat
     names = list(runs)
     for repeat in range(repeats):
         for name in names[repeat % len(names):] + names[:repeat % len(names)]:
-            _sync(device)
+            floor.synchronize(device)
             started, started_cpu = time.perf_counter(), time.process_time()
             runs[name]()
-            _sync(device)
+            floor.synchronize(device)
             results[name].append((time.perf_counter() - started,
                                   time.process_time() - started_cpu))
             print(f"  infer {repeat + 1}/{repeats} {name}: {results[name][-1][0]:.1f} s "
