@@ -25,15 +25,8 @@ part() {  # part NAME SECONDS COMMAND...: run with a time limit, say how it ende
     echo "=== $name: exit $? after $((SECONDS - started)) s"
 }
 
-if compgen -G ".whl/*.whl" >/dev/null; then
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-        --target /tmp/site .whl/*.whl || exit 1
-    export PYTHONPATH=/tmp/site:$PWD
-fi
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
-python3 -c "import torch, pyannote.audio; print('torch', torch.__version__, 'cuda', \
-torch.version.cuda, 'cudnn', torch.backends.cudnn.version(), 'pyannote.audio', \
-pyannote.audio.__version__, 'cpus', __import__('os').cpu_count())"
+source bench/gpu_env.sh
+python3 -c "import pyannote.audio; print('pyannote.audio', pyannote.audio.__version__)"
 
 part cuda-tests 75 python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py \
     "tests/test_train_loop.py::test_resume_follows_the_uninterrupted_trajectory"

@@ -59,6 +59,7 @@ class FusionModel(PyanNet):
                  num_layers: int = 2, num_heads: int = 4, dropout: float = 0.1,
                  locality_tau_s: Optional[float] = None, modality_dropout: float = 0.1,
                  ff_mult: int = 4, video_centering: bool = True,
+                 learned_locality: Optional[bool] = None,
                  lstm_input_size: Optional[int] = None, **backbone: Any):
         if esize is None or int(esize) <= 0:
             raise ValueError(f"core/fusion.py: model {self.model_name!r} needs esize, the size "
@@ -78,7 +79,10 @@ class FusionModel(PyanNet):
         self.fusion_hparams: Dict[str, Any] = {
             "d_model": int(d_model), "num_layers": int(num_layers), "num_heads": int(num_heads),
             "dropout": float(dropout), "ff_mult": int(ff_mult),
-            "locality_tau_s": None if locality_tau_s is None else float(locality_tau_s)}
+            "locality_tau_s": None if locality_tau_s is None else float(locality_tau_s),
+            # None: on unless a fixed locality_tau_s is given
+            "learned_locality": (locality_tau_s is None if learned_locality is None
+                                 else bool(learned_locality))}
 
     def new_coattention(self, audio_dim: int) -> CoAttentionEncoder:
         return CoAttentionEncoder(audio_dim, self.esize, **self.fusion_hparams)

@@ -25,7 +25,7 @@ MODEL_CLASSES: Dict[str, type] = {
 
 FUSION_HPARAMS = ("esize", "video_fps", "d_model", "num_layers", "num_heads", "dropout",
                   "locality_tau_s", "modality_dropout", "ff_mult", "video_hidden",
-                  "video_centering")
+                  "video_centering", "learned_locality")
 
 __all__ = ["MODEL_IDS", "MODEL_NAMES", "PARTS", "build_model", "checkpoint_hparams",
            "model_name", "freeze", "param_groups", "parameter_counts", "parts", "summary"]
@@ -46,10 +46,11 @@ def model_name(model: Union[str, int]) -> str:
 
 def checkpoint_hparams(hparams: Dict[str, Any]) -> Dict[str, Any]:
     """A checkpoint's model_hparams as build_model arguments: fusion checkpoints written
-    before video_centering existed did not centre the video, so they get False."""
+    before video_centering or learned_locality existed had neither, so they get False."""
     hparams = dict(hparams)
     if model_name(hparams.get("model", "audio")) != "audio":
         hparams.setdefault("video_centering", False)
+        hparams.setdefault("learned_locality", False)
     return hparams
 
 
@@ -60,7 +61,9 @@ def build_model(model: Union[str, int] = "audio", *, esize: Optional[int] = None
     Backbone hparams (all models): sincnet, lstm, linear (dicts), num_speakers,
     powerset_max, duration_s. Fusion hparams (6, 7, 8): esize (required), video_fps,
     d_model, num_layers, num_heads, dropout, locality_tau_s, modality_dropout, ff_mult,
-    video_centering (subtract each chunk's mean video embedding, default True);
+    video_centering (subtract each chunk's mean video embedding, default True),
+    learned_locality (a learned time-distance bias per attention head, default True
+    unless locality_tau_s is set);
     video_hidden (8 only). Fusion hparams that do not apply to the chosen model (all of
     them for the audio model, video_hidden for 6 and 7) and fusion hparams set to None are
     ignored, so one config can build every model; unknown names are an error.

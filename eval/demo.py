@@ -42,7 +42,7 @@ MODELS = {"0": "audio", "6": "late", "7": "early", "8": "hybrid"}
 PRETRAIN = "pretrain"  # the run every compared model starts from
 # demo settings that change what a run learns; more --steps only continue the runs
 RUN_SETTINGS = ("pretrain_steps", "batch_size", "duration", "seed", "lr", "scheduler",
-                "video_centering")
+                "video_centering", "learned_locality")
 RUN_PY = Path(__file__).resolve().parents[1] / "run.py"
 
 
@@ -77,6 +77,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scheduler", default="constant", choices=["constant", "cosine", "linear"],
                         help="learning-rate schedule of every model (default: constant)")
     parser.add_argument("--video-centering", action=argparse.BooleanOptionalAction,
+                        default=None, help="passed to training (default: the models' own, on)")
+    parser.add_argument("--learned-locality", action=argparse.BooleanOptionalAction,
                         default=None, help="passed to training (default: the models' own, on)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--parallel", type=int, default=None,
@@ -156,7 +158,9 @@ def train_argv(name: str, model_id: str, steps: int, yml: Path, out: Path,
             "--scheduler", args.scheduler,
             *(["--lr", str(args.lr)] if args.lr is not None else []),
             *({True: ["--video-centering"], False: ["--no-video-centering"]}.get(
-                args.video_centering, []))]
+                args.video_centering, [])),
+            *({True: ["--learned-locality"], False: ["--no-learned-locality"]}.get(
+                args.learned_locality, []))]
 
 
 def run_jobs(jobs: List[Tuple[str, List[str]]], out: Path, parallel: int, threads: int,
@@ -209,9 +213,12 @@ def run_jobs(jobs: List[Tuple[str, List[str]]], out: Path, parallel: int, thread
 
 
 def _label(name: str) -> str:
-    """'model6 (late)', 'pretrain (audio)'."""
-    model_id = name[len("model"):] if name.startswith("model") else "0"
-    return f"{name} ({MODELS[model_id]})"
+    """'model6 (late)', 'pretrain (audio)'; other names as they are."""
+    if name == PRETRAIN:
+        return f"{name} ({MODELS['0']})"
+    model_id = name[len("model"):]
+    return f"{name} ({MODELS[model_id]})" if name.startswith("model") and model_id in MODELS \
+        else name
 
 
 def _latest(log: Path, prefixes: Tuple[str, ...]) -> str:

@@ -44,6 +44,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="subtract each chunk's mean video embedding, so that the fusion "
                         "models read what changes (mouths) rather than whose face it is "
                         "(default: on for new fusion models)")
+    g.add_argument("--learned-locality", action=argparse.BooleanOptionalAction, default=None,
+                   help="every co-attention head adds -|t_audio - t_video| / tau_h to its "
+                        "logits, with tau_h learned, starting from 0.04 to 5 s across heads "
+                        "(default: on for new fusion models, unless --locality-tau)")
     g.add_argument("--locality-tau", type=float, default=None,
                    help="seconds: co-attention logits get -|t_audio - t_video| / tau, so a "
                         "frame prefers video near its own time (default: off)")

@@ -49,6 +49,8 @@ class Config:
     fusion_heads: Optional[int] = None
     locality_tau: Optional[float] = None  # co-attention prefers frames within ~tau seconds
     video_centering: Optional[bool] = None  # subtract each chunk's mean video (None: model's, on)
+    learned_locality: Optional[bool] = None  # per-head learned time bias in co-attention
+    #                                         (None: model's, on unless --locality-tau)
     # --- data ---
     protocol: Optional[str] = None       # pyannote.database protocol name
     database: Optional[str] = None       # database.yml (else $PYANNOTE_DATABASE_CONFIG)
@@ -129,6 +131,9 @@ class Config:
              f"--modality-dropout must be in [0, 1), got {self.modality_dropout}")
         need(self.locality_tau is None or self.locality_tau > 0,
              f"--locality-tau must be > 0 seconds, got {self.locality_tau}")
+        need(not (self.learned_locality and self.locality_tau is not None),
+             "--learned-locality and --locality-tau exclude each other (learned or fixed "
+             "widths)")
         need(self.device in ("auto", "cpu", "cuda"),
              f"--device must be auto, cpu or cuda, got {self.device!r}")
 

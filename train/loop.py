@@ -98,6 +98,7 @@ def make_model(config: Config, saved_hparams: Optional[Dict[str, Any]] = None) -
                                 ("num_heads", config.fusion_heads),
                                 ("locality_tau_s", config.locality_tau),
                                 ("video_centering", config.video_centering),
+                                ("learned_locality", config.learned_locality),
                                 ("modality_dropout", config.modality_dropout)) if v is not None}
     if config.finetune:
         if backbone:
