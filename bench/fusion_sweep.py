@@ -113,27 +113,28 @@ def main() -> int:
                 demo.PRETRAIN, "0", args.pretrain_steps, yml, seed_out, seed_args,
                 evaluate=False)))
         for name, model, flags in variants:
-            log = seed_out / "runs" / f"{name}.log"
-            where[seed, name] = log
-            if results(log) is None:
+            # run_jobs writes OUT/runs/{job}.log; the run's own folder is OUT/sS/runs/{name}
+            job = f"s{seed}-{name}"
+            where[seed, name] = out / "runs" / f"{job}.log"
+            if results(where[seed, name]) is None:
                 argv = demo.train_argv(name, model, args.steps, yml, seed_out, seed_args,
                                        pretrained if args.pretrain_steps else None)
-                jobs.append((f"s{seed}-{name}", argv + flags, log))
-    # run_jobs writes OUT/runs/{job}.log; each run's own folder is OUT/sS/runs/{name}
+                jobs.append((job, argv + flags))
     print(f"sweep: {len(pretrain_jobs)} pretraining runs, then {len(jobs)} fine-tuning runs, "
           f"{args.parallel} at a time", flush=True)
     if args.table_only:
         pretrain_jobs, jobs = [], []
     done = demo.run_jobs(pretrain_jobs, out, args.parallel, args.threads)
-    done.update(demo.run_jobs([(job, argv) for job, argv, _ in jobs], out, args.parallel,
-                              args.threads))
-    for job, _, log in jobs:  # keep each run's log beside its folder
-        log.write_bytes((out / "runs" / f"{job}.log").read_bytes())
+    done.update(demo.run_jobs(jobs, out, args.parallel, args.threads))
     failed = sorted(job for job, (status, _) in done.items() if status != 0)
 
     table = {(seed, name): results(where[seed, name]) for seed in seeds for name, _, _ in variants}
     ok_seeds = [s for s in seeds if all(table[s, name] for name, _, _ in variants)]
     reference = variants[0][0]
+    if not ok_seeds:
+        print(f"sweep: no seed has every variant finished; logs in {out / 'runs'}",
+              file=sys.stderr)
+        return 1
     lines = [f"{len(ok_seeds)} seeds ({', '.join(map(str, ok_seeds))}), demo settings "
              f"--steps {args.steps} --pretrain-steps {args.pretrain_steps} --device "
              f"{args.device}; test DER %, paired differences = {reference} - variant "

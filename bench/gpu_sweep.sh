@@ -14,17 +14,18 @@ LIMIT=${3:-400}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
 source bench/gpu_env.sh
+# VARIANTS: bench/fusion_sweep.py --variant values, separated by ";" (default below)
+VARIANTS=${VARIANTS:-"audio=0;late=6;early=7;hybrid=8;late-nolocal=6:--no-learned-locality;\
+early-nolocal=7:--no-learned-locality;hybrid-nolocal=8:--no-learned-locality;\
+audio-600=0:--max-steps 600;late-600=6:--max-steps 600;early-600=7:--max-steps 600;\
+hybrid-600=8:--max-steps 600"}
 SWEEP=(python3 bench/fusion_sweep.py --out /tmp/avdiar_sweep --seeds "$SEEDS" --device cuda
-       --parallel "$(( $(nproc) - 2 ))"
-       --variant audio=0 --variant late=6 --variant early=7 --variant hybrid=8
-       --variant late-nolocal=6:--no-learned-locality
-       --variant early-nolocal=7:--no-learned-locality
-       --variant hybrid-nolocal=8:--no-learned-locality
-       --variant audio-600=0:"--max-steps 600" --variant late-600=6:"--max-steps 600"
-       --variant early-600=7:"--max-steps 600" --variant hybrid-600=8:"--max-steps 600")
+       --parallel "$(( $(nproc) - 2 ))")
+IFS=';' read -ra LIST <<< "$VARIANTS"
+for variant in "${LIST[@]}"; do SWEEP+=(--variant "$variant"); done
 timeout "$LIMIT" "${SWEEP[@]}" > "$OUT/sweep.log" 2>&1
 echo "sweep: exit $?"
 "${SWEEP[@]}" --table-only
 cp /tmp/avdiar_sweep/sweep.md "$OUT/sweep.md" 2>/dev/null
-mkdir -p "$OUT/sweep_logs" && cp /tmp/avdiar_sweep/runs/*.log "$OUT/sweep_logs/" 2>/dev/null
+tar czf "$OUT/sweep_logs.tgz" -C /tmp/avdiar_sweep runs 2>/dev/null
 tail -n 5 "$OUT/sweep.log"
