@@ -16,7 +16,11 @@
    steps is not trained again, only re-evaluated; an interrupted one resumes;
 4. evaluate each on the test split: local (chunk) DER, full-file DER with oracle clustering,
    and the full pipeline when WeSpeaker weights can be loaded (RTTMs, reports, plots under
-   {out}/runs/{name}/eval);
+   {out}/runs/{name}/eval); then each fusion model once more without its video, into
+   {out}/runs/model{id}-novideo: the same trained model on audio alone, so the difference
+   is what the video adds to that model, free of the training noise that separates two
+   separately trained models (on the demo, seed to seed, that noise is as large as the
+   differences between the models);
 5. compare them in {out}/comparison.{md,csv,png} and print the table.
 
 Runs in {out}/runs are kept for the database and the training settings they were trained
@@ -40,6 +44,7 @@ from data.cli import add_speaker_arguments
 
 MODELS = {"0": "audio", "6": "late", "7": "early", "8": "hybrid"}
 PRETRAIN = "pretrain"  # the run every compared model starts from
+NO_VIDEO = "-novideo"  # suffix of a fusion model's evaluation without its video
 # demo settings that change what a run learns; more --steps only continue the runs
 RUN_SETTINGS = ("pretrain_steps", "batch_size", "duration", "seed", "lr", "scheduler",
                 "video_centering", "learned_locality")
@@ -161,6 +166,18 @@ def train_argv(name: str, model_id: str, steps: int, yml: Path, out: Path,
                 args.video_centering, [])),
             *({True: ["--learned-locality"], False: ["--no-learned-locality"]}.get(
                 args.learned_locality, []))]
+
+
+def no_video_argv(model_id: str, yml: Path, out: Path, args: argparse.Namespace) -> List[str]:
+    """`run.py eval` of {out}/runs/model{id}'s best checkpoint on the test split without
+    its video (oracle clustering), into {out}/runs/model{id}-novideo: the same trained
+    model on audio alone, so its difference to model{id} is what the video adds to it,
+    free of the training noise that separates two trained models."""
+    return ["eval", "--checkpoint", str(out / "runs" / f"model{model_id}" / "checkpoints"
+                                        / "best.pt"),
+            "--database", str(yml), "--protocol", "Synthetic.SpeakerDiarization.AV",
+            "--groundtruths", "test", "--clustering", "oracle", "--device", args.device,
+            "--out", str(out / "runs" / f"model{model_id}{NO_VIDEO}")]
 
 
 def run_jobs(jobs: List[Tuple[str, List[str]]], out: Path, parallel: int, threads: int,
@@ -290,13 +307,20 @@ def main(args: argparse.Namespace) -> int:
         print("\ndemo: interrupted; a new `run.py demo` resumes every model from its last "
               "checkpoint", file=sys.stderr)
         return 130
+    fusion_ids = [m for m in ids if m != "0"]
+    if fusion_ids and all(status == 0 for status, _ in done.values()):
+        print(f"demo: evaluating models {', '.join(fusion_ids)} again without their video "
+              f"(the same trained model on audio alone: what the video adds to it)", flush=True)
+        done.update(run_jobs([(f"model{m}{NO_VIDEO}", no_video_argv(m, yml, out, args))
+                              for m in fusion_ids], out, parallel, threads))
     failed = [name for name, (status, _) in done.items() if status != 0]
     if failed:
         for name in failed:
             print(f"run.py demo: {name} failed; see {out / 'runs' / f'{name}.log'}",
                   file=sys.stderr)
         return 1
-    table = compare([str(out / "runs" / f"model{m}") for m in ids], str(out))
+    table = compare([str(out / "runs" / f"model{m}{suffix}") for m in ids
+                     for suffix in ("", NO_VIDEO) if m != "0" or not suffix], str(out))
     print()
     print(Path(table).read_text())
     print(f"demo: finished in {time.perf_counter() - started:.0f} s "

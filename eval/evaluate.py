@@ -60,6 +60,11 @@ def evaluate(model: nn.Module, protocol_or_files: Union[object, Sequence[Dict]],
     if video_fps is not None and getattr(model, "video_fps", None) not in (None, video_fps):
         warnings.warn(f"--video-fps {video_fps} differs from the model's {model.video_fps}; "
                       "the model's is used", stacklevel=2)
+    fusion = bool(getattr(model, "is_fusion", False))
+    if fusion and not video_dir:
+        warnings.warn(f"{type(model).__name__} is a fusion model and no video folder was "
+                      "given: every file is processed on audio alone (a video ablation; "
+                      "pass --video-dir to use the video)", stacklevel=2)
     references = references_of(files)
     modes, skipped = _modes(clustering, references, embedding_model, embedding_error)
     if embedding_model is not None and "full" in modes:
@@ -73,7 +78,7 @@ def evaluate(model: nn.Module, protocol_or_files: Union[object, Sequence[Dict]],
     for file in overall:
         uri = file["uri"]
         waveform = read_waveform(file["audio"])
-        video = read_video(video_dir, uri, esize) if getattr(model, "is_fusion", False) else None
+        video = read_video(video_dir, uri, esize) if fusion else None
         windows = infer_file(model, waveform, video, step_ratio=step_ratio,
                              batch_size=batch_size, device=device, progress=progress, desc=uri)
         extents[uri] = Segment(0.0, windows.duration_s)
@@ -97,11 +102,12 @@ def evaluate(model: nn.Module, protocol_or_files: Union[object, Sequence[Dict]],
                    if local["speech"] > 0 else None)
     outputs = _write_outputs(out, split, modes, hypotheses, references, uems, extents, collars,
                              skip_overlap, skipped, num_plots, model, step_ratio, title,
-                             local_rates)
+                             local_rates, video_dir)
     tables = outputs.pop("_tables")
     summary = {"totals": totals_dict(tables), "skipped": skipped,
                "files": [f["uri"] for f in files], "outputs": outputs, "split": split,
                "model": _model_info(model), "step_ratio": step_ratio,
+               "video_dir": str(video_dir) if fusion and video_dir else None,
                "skip_overlap": skip_overlap}
     if local_rates is not None:
         summary["local"] = local_rates
@@ -141,7 +147,7 @@ def _model_info(model: nn.Module) -> Dict[str, object]:
 
 def _write_outputs(out: Path, split, modes, hypotheses, references, uems, extents, collars,
                    skip_overlap, skipped, num_plots, model, step_ratio, title,
-                   local_rates=None) -> Dict:
+                   local_rates=None, video_dir=None) -> Dict:
     outputs: Dict[str, object] = {}
     for mode in modes:
         outputs[f"rttm_{mode}"] = write_rttm(hypotheses[mode].values(),
@@ -166,6 +172,8 @@ def _write_outputs(out: Path, split, modes, hypotheses, references, uems, extent
                     + (f" (id {model.model_id})" if hasattr(model, "model_id") else ""),
                     "window step": f"{step_ratio:g} of the window",
                     "files": len(extents)}
+        if getattr(model, "is_fusion", False):
+            settings["video"] = str(video_dir) if video_dir else "none (audio alone: an ablation)"
         outputs["csv"] = write_csv(tables, str(out / "report.csv"))
         outputs["markdown"] = write_markdown(tables, str(out / "report.md"),
                                              title=title or f"Diarization report: {split}",

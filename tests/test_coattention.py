@@ -110,6 +110,34 @@ def test_locality_bias_favours_nearby_frames():
     assert not torch.allclose(out1[0, -3:], out2[0, -3:], atol=1e-3)
 
 
+def test_learned_locality_starts_local_and_learns_its_widths():
+    """Heads start at widths spread from LEARNED_TAUS_S[0] to [1]; the narrowest one then
+    reads only video near each audio frame, and the widths take gradients."""
+    from core.coattention import LEARNED_TAUS_S
+
+    encoder = make_encoder(learned_locality=True)
+    torch.testing.assert_close(encoder.log_tau.exp(), torch.tensor(LEARNED_TAUS_S))
+    assert torch.equal(make_encoder(perturb=False, learned_locality=True)(*inputs()),
+                       inputs()[0])  # still the identity at initialisation
+    audio, video, ta, tv = inputs()
+    a = encoder.audio_in(audio) + time_encoding(ta, 16)
+    v = encoder.video_in(video) + time_encoding(tv, 16)
+    mask, _ = encoder.attention_masks(ta, tv, torch.ones(3, T_VIDEO, dtype=torch.bool))
+    layer = encoder.layers[0].audio_to_video
+    q = layer.query(encoder.layers[0].norm_audio(a)).view(3, F_AUDIO, 2, 8).transpose(1, 2)
+    k = layer.key_value(encoder.layers[0].norm_video(v)).view(3, T_VIDEO, 2, 2, 8)[:, :, 0]
+    weights = (q @ k.permute(0, 2, 3, 1) / 8 ** 0.5 + mask).softmax(-1)  # (B, h, F, Tv)
+    distance = (ta[:, None] - tv[None, :]).abs()
+    spread = (weights * distance).sum(-1).mean(dim=(0, 2))  # (heads,) seconds
+    assert spread[0] < 0.06 and spread[1] > 0.1  # narrow: about a video frame; wide: all
+    encoder.train()
+    encoder(audio, video, ta, tv).square().sum().backward()
+    assert encoder.log_tau.grad is not None and encoder.log_tau.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="not both"):
+        CoAttentionEncoder(4, 4, d_model=8, num_heads=2, locality_tau_s=0.2,
+                           learned_locality=True)
+
+
 def test_time_encoding_shape_and_errors():
     enc = time_encoding(torch.tensor([0.0, 0.5, 1.0]), 8)
     assert enc.shape == (3, 8)

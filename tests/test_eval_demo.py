@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import os
 import re
 import subprocess
@@ -40,7 +41,7 @@ def test_demo_trains_evaluates_compares_and_reuses(tmp_path):
     assert first.returncode == 0, first.stderr[-3000:]
     assert (out / "db" / "database.yml").is_file()
     rows = list(csv.DictReader(open(out / "comparison.csv", encoding="utf-8")))
-    assert {r["experiment"] for r in rows} == {"model0", "model8"}
+    assert {r["experiment"] for r in rows} == {"model0", "model8", "model8-novideo"}
     assert {r["mode"] for r in rows} >= {"oracle"}
     for row in rows:
         assert 0.0 <= float(row["der"]) < 1000.0
@@ -50,6 +51,13 @@ def test_demo_trains_evaluates_compares_and_reuses(tmp_path):
         assert list((run / "tensorboard").glob("events.out.tfevents.*"))
         assert (run / "checkpoints" / "last.pt").is_file()
     assert "| model8 | 8 | hybrid" in first.stdout
+    # the fusion model is evaluated a second time, the same checkpoint without its video
+    with_video = json.loads((out / "runs" / "model8" / "eval" / "report.json").read_text())
+    ablation = json.loads((out / "runs" / "model8-novideo" / "report.json").read_text())
+    assert with_video["video_dir"] and Path(with_video["video_dir"]).name == "video"
+    assert ablation["video_dir"] is None
+    assert ablation["model"] == with_video["model"]
+    assert "| model8-novideo | 8 | hybrid" in first.stdout
     # both compared models start from the pretrained audio model's last weights, and model
     # 8's video path starts as the identity: at their step 0 they validate as the pretrained
     # model did at its last step (2)

@@ -81,6 +81,26 @@ def test_without_embeddings_reports_oracle_and_says_why(database, tmp_path):
     assert (tmp_path / "test.rttm").is_file()
 
 
+def test_fusion_model_without_video_is_an_ablation_and_says_so(database, tmp_path):
+    """No video folder: a warning, 'audio alone' in the report, and the fusion model's
+    output is the audio path's (here different from its output with video, since the
+    zero-initialised video projection is perturbed)."""
+    root, protocol = database
+    torch.manual_seed(0)
+    model = build_model("late", esize=16, **TINY)
+    with torch.no_grad():
+        model.coattention.audio_out.weight.normal_()
+    common = dict(split="test", batch_size=8, step_ratio=0.5, embedding_model=None,
+                  progress=False, num_plots=0, clustering=("oracle",))
+    with pytest.warns(UserWarning, match="no video folder was given"):
+        alone = evaluate(model, protocol, out_dir=str(tmp_path / "alone"), **common)
+    both = evaluate(model, protocol, out_dir=str(tmp_path / "both"),
+                    video_dir=str(root / "video"), **common)
+    assert alone["video_dir"] is None and both["video_dir"] == str(root / "video")
+    assert "audio alone" in (tmp_path / "alone" / "report.md").read_text()
+    assert alone["local"] != both["local"]
+
+
 def test_oracle_on_reference_activations_scores_zero(database):
     """Local speakers cut from a synthetic file's reference: the oracle gives DER 0."""
     from core.receptive_field import frame_times

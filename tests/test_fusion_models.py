@@ -64,6 +64,23 @@ def batch(batch_size=3, duration_s=2.0, fps=25.0, esize=ESIZE, seed=3):
 
 
 @pytest.mark.parametrize("model", FUSION_IDS)
+def test_learned_locality_is_the_default_and_old_checkpoints_load_without_it(model):
+    from core.models import checkpoint_hparams
+
+    net = fusion_model(model)
+    assert net.fusion_hparams["learned_locality"] is True
+    assert net.coattention.log_tau.shape == (net.fusion_hparams["num_heads"],)
+    assert fusion_model(model, locality_tau_s=0.3).fusion_hparams["learned_locality"] is False
+    # a checkpoint from before learned_locality: no log_tau in its weights
+    old_hparams = {k: v for k, v in net.hparams.items() if k != "learned_locality"}
+    old_weights = {k: v for k, v in net.state_dict().items() if not k.endswith("log_tau")}
+    rebuilt = build_model(**checkpoint_hparams(old_hparams))
+    rebuilt.load_state_dict(old_weights)  # strict: the architectures match
+    assert not rebuilt.coattention.learned_locality
+    assert build_model(**checkpoint_hparams(net.hparams)).coattention.learned_locality
+
+
+@pytest.mark.parametrize("model", FUSION_IDS)
 @pytest.mark.parametrize("duration_s,batch_size,esize,fps",
                          [(5.0, 1, 384, 25.0), (10.0, 4, 1024, 30.0), (5.0, 4, 1024, 25.0),
                           (10.0, 1, 384, 30.0)])

@@ -82,6 +82,18 @@ def test_locality_tau_reaches_the_co_attention():
                              linear_hidden=8)).coattention.locality_tau_s is None
 
 
+def test_learned_locality_flag_reaches_the_model():
+    from train.loop import make_model
+
+    small = dict(model="early", esize=16, lstm_hidden=8, lstm_layers=1, linear_hidden=8)
+    assert parse(["--no-learned-locality"]).learned_locality is False
+    assert parse([]).learned_locality is None
+    assert make_model(Config(**small)).coattention.learned_locality
+    assert not make_model(Config(**small, learned_locality=False)).coattention.learned_locality
+    with pytest.raises(ValueError, match="--learned-locality"):
+        Config(**small, learned_locality=True, locality_tau=0.2).validate()
+
+
 def test_video_centering_flag_reaches_the_model():
     from train.loop import make_model
 
