@@ -21,7 +21,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-
 # initial widths (s) of the narrowest and widest head with learned_locality: 0.04 s is one
 # video frame at 25 fps, 5 s a demo chunk (10 s chunks then still have one wide head)
 LEARNED_TAUS_S = (0.04, 5.0)
