@@ -128,9 +128,10 @@ class CoAttentionEncoder(nn.Module):
             narrowest head looks at about one video frame either side, the widest at the
             whole chunk). Without it attention has to learn to line up times from the
             sinusoidal encodings alone, and after the demo's 150 fine-tuning steps it still
-            spread almost uniformly over the 5 s chunk (mean distance of the attended time
-            from the frame's own 1.2-1.5 s, bench/attention_span.py): with centred video
-            that average carries next to nothing.
+            spread almost uniformly over the 5 s chunk (expected distance of the attended
+            video from the frame 1.6-1.8 s, a uniform spread gives 1.67 s;
+            bench/attention_span.py): with centred video that average carries next to
+            nothing.
     """
 
     def __init__(self, audio_dim: int, video_dim: int, d_model: int = 64, num_layers: int = 2,
