@@ -16,7 +16,9 @@ from train.preemption import STOP_FILE_ENV, StopRequest
 ROOT = Path(__file__).resolve().parent.parent
 
 SCRIPT = textwrap.dedent("""
+    import faulthandler
     import sys
+    faulthandler.enable()  # a crash (seen once: SIGSEGV after SIGUSR1) prints its stack
     sys.path.insert(0, {root!r})
     import torch
     torch.set_num_threads(1)
