@@ -29,20 +29,6 @@ import torch  # noqa: E402
 from core import load_pretrained  # noqa: E402
 
 
-def attention_weights(module: torch.nn.Module, x: torch.Tensor, context: torch.Tensor,
-                      mask: torch.Tensor) -> torch.Tensor:
-    """What `CrossAttention` computes inside SDPA: (B, heads, Q, K) softmax weights."""
-    batch, queries, d_model = x.shape
-    heads = module.num_heads
-    head_dim = d_model // heads
-    q = module.query(x).view(batch, queries, heads, head_dim).transpose(1, 2)
-    k = module.key_value(context).view(batch, context.shape[1], 2, heads, head_dim)[:, :, 0]
-    logits = q @ k.permute(0, 2, 3, 1) / math.sqrt(head_dim)
-    if mask.dtype == torch.bool:
-        mask = torch.zeros(mask.shape).masked_fill(~mask, float("-inf"))
-    return (logits + mask).softmax(dim=-1)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("checkpoint", help="a fusion model's checkpoint (best.pt)")
@@ -78,7 +64,7 @@ def main() -> int:
             with torch.no_grad():
                 model(wav, torch.nan_to_num(vid), mask)
                 for layer, (module, x, context, attn_mask) in enumerate(captured):
-                    p = attention_weights(module, x, context, attn_mask)[0]  # (h, F, Tv)
+                    p = module.weights(x, context, attn_mask)[0]  # (h, F, Tv)
                     t_audio = model.frame_times(x.shape[1])
                     t_video = model.video_times(context.shape[1])
                     distance = (t_video[None, :] - t_audio[:, None]).abs()

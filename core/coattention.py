@@ -52,19 +52,35 @@ class CrossAttention(nn.Module):
         self.key_value = nn.Linear(d_model, 2 * d_model)
         self.out = nn.Linear(d_model, d_model)
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor,
-                attn_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """x (B, Q, D), context (B, K, D), attn_mask broadcastable to (B, heads, Q, K)
-        (bool: True = attend; float: added to the logits) -> (B, Q, D)."""
+    def heads(self, x: torch.Tensor, context: torch.Tensor):
+        """Queries (B, heads, Q, head_dim), keys and values (B, heads, K, head_dim)."""
         batch, num_queries, d_model = x.shape
         heads, head_dim = self.num_heads, d_model // self.num_heads
         q = self.query(x).view(batch, num_queries, heads, head_dim).transpose(1, 2)
         kv = self.key_value(context).view(batch, context.shape[1], 2, heads, head_dim)
         k, v = kv.permute(2, 0, 3, 1, 4).unbind(0)
+        return q, k, v
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor,
+                attn_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """x (B, Q, D), context (B, K, D), attn_mask broadcastable to (B, heads, Q, K)
+        (bool: True = attend; float: added to the logits) -> (B, Q, D)."""
+        q, k, v = self.heads(x, context)
         if attn_mask is not None and attn_mask.is_floating_point():
             attn_mask = attn_mask.to(q.dtype)  # SDPA wants the query's dtype under autocast
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
-        return self.out(y.transpose(1, 2).reshape(batch, num_queries, d_model))
+        return self.out(y.transpose(1, 2).reshape(x.shape))
+
+    def weights(self, x: torch.Tensor, context: torch.Tensor,
+                attn_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """The attention weights that forward's SDPA call uses, (B, heads, Q, K); for
+        diagnostics (bench/attention_span.py), not the forward pass."""
+        q, k, _ = self.heads(x, context)
+        logits = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])
+        if attn_mask is not None and not attn_mask.is_floating_point():
+            attn_mask = torch.zeros(attn_mask.shape, device=q.device).masked_fill(
+                ~attn_mask, float("-inf"))
+        return (logits if attn_mask is None else logits + attn_mask).softmax(dim=-1)
 
 
 class FeedForward(nn.Sequential):

@@ -123,10 +123,9 @@ def test_learned_locality_starts_local_and_learns_its_widths():
     a = encoder.audio_in(audio) + time_encoding(ta, 16)
     v = encoder.video_in(video) + time_encoding(tv, 16)
     mask, _ = encoder.attention_masks(ta, tv, torch.ones(3, T_VIDEO, dtype=torch.bool))
-    layer = encoder.layers[0].audio_to_video
-    q = layer.query(encoder.layers[0].norm_audio(a)).view(3, F_AUDIO, 2, 8).transpose(1, 2)
-    k = layer.key_value(encoder.layers[0].norm_video(v)).view(3, T_VIDEO, 2, 2, 8)[:, :, 0]
-    weights = (q @ k.permute(0, 2, 3, 1) / 8 ** 0.5 + mask).softmax(-1)  # (B, h, F, Tv)
+    layer = encoder.layers[0]
+    weights = layer.audio_to_video.weights(layer.norm_audio(a), layer.norm_video(v),
+                                           mask)  # (B, h, F, Tv)
     distance = (ta[:, None] - tv[None, :]).abs()
     spread = (weights * distance).sum(-1).mean(dim=(0, 2))  # (heads,) seconds
     assert spread[0] < 0.06 and spread[1] > 0.1  # narrow: about a video frame; wide: all
@@ -136,6 +135,22 @@ def test_learned_locality_starts_local_and_learns_its_widths():
     with pytest.raises(ValueError, match="not both"):
         CoAttentionEncoder(4, 4, d_model=8, num_heads=2, locality_tau_s=0.2,
                            learned_locality=True)
+
+
+@pytest.mark.parametrize("float_mask", [False, True])
+def test_cross_attention_weights_are_what_forward_uses(float_mask):
+    from core.coattention import CrossAttention
+
+    torch.manual_seed(0)
+    attention = CrossAttention(16, 4)
+    x, context = torch.randn(2, 5, 16), torch.randn(2, 7, 16)
+    mask = torch.rand(2, 1, 5, 7) > 0.3
+    mask[..., 0] = True
+    if float_mask:
+        mask = torch.randn(2, 4, 5, 7).masked_fill(~mask, float("-inf"))
+    _, _, v = attention.heads(x, context)
+    mixed = (attention.weights(x, context, mask) @ v).transpose(1, 2).reshape(2, 5, 16)
+    torch.testing.assert_close(attention(x, context, mask), attention.out(mixed))
 
 
 def test_time_encoding_shape_and_errors():
