@@ -115,10 +115,12 @@ def test_runs_on_a_database_that_is_generated_again_are_moved_aside(tmp_path, ca
     assert "moved to" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("extra, lr, scheduler", [([], 1e-3, "constant"),
-                                                  (["--lr", "0.003", "--scheduler", "cosine"],
-                                                   3e-3, "cosine")])
-def test_demo_settings_reach_every_models_training_config(tmp_path, extra, lr, scheduler):
+@pytest.mark.parametrize("extra, lr, lr_pretrained, scheduler", [
+    ([], 1e-3, 1e-4, "constant"),
+    (["--lr", "0.003", "--scheduler", "cosine", "--lr-pretrained", "0.002"], 3e-3, 2e-3,
+     "cosine")])
+def test_demo_settings_reach_every_models_training_config(tmp_path, extra, lr, lr_pretrained,
+                                                          scheduler):
     from eval import demo
     from train import cli as train_cli
     from train.config import Config
@@ -135,10 +137,11 @@ def test_demo_settings_reach_every_models_training_config(tmp_path, extra, lr, s
         assert config.scheduler == scheduler
         assert config.max_steps == 7
         assert config.finetune == (start is not None)
-        if start is None:
-            assert config.lstm_hidden == 64
-        else:
+        if start is None:  # from scratch: every part at --lr
+            assert config.lstm_hidden == 64 and config.lr_pretrained is None
+        else:  # fine-tuning: the pretrained parts at --lr-pretrained
             assert config.checkpoint == str(start) and config.lstm_hidden is None
+            assert config.lr_pretrained == pytest.approx(lr_pretrained)
         assert config.experiment_dir == tmp_path / "runs" / f"model{model_id}"
 
 

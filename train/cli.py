@@ -68,7 +68,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--max-steps", type=int, default=None, help="stop after this many steps")
     g.add_argument("--lr", type=float, default=d.lr, help="learning rate (Adam)")
     g.add_argument("--lr-pretrained", type=float, default=None,
-                   help="learning rate of the pretrained parts (default: --lr)")
+                   help="learning rate of the pretrained parts: SincNet, LSTM, linear "
+                   "layers, classifier (default: --lr; when fine-tuning fusion models a tenth "
+                   "of --lr kept their audio path and let models 6 and 8 beat audio-only in "
+                   "the demo, README)")
     g.add_argument("--weight-decay", type=float, default=d.weight_decay)
     g.add_argument("--scheduler", default=d.scheduler, choices=["constant", "cosine", "linear"])
     g.add_argument("--warmup-steps", type=int, default=d.warmup_steps)
