@@ -141,8 +141,8 @@ def main() -> int:
         return 1
     lines = [f"{len(ok_seeds)} seeds ({', '.join(map(str, ok_seeds))}), demo settings "
              f"--steps {args.steps} --pretrain-steps {args.pretrain_steps} --lr-pretrained "
-             f"{args.lr_pretrained:g} --device {args.device} (a variant's flags win); test DER %, paired differences = {reference} - variant "
-             f"(positive: the variant is better)", "",
+             f"{args.lr_pretrained:g} --device {args.device} (a variant's flags win); test DER %, "
+             f"paired differences = {reference} - variant (positive: the variant is better)", "",
              "| variant | mean oracle | mean local | oracle diff: mean | sd | wins | t | p "
              "| local diff: mean | sd | wins | t | p |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
