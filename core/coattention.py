@@ -15,7 +15,7 @@ sample with no present frame at all gets exactly its input audio features back (
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -52,7 +52,8 @@ class CrossAttention(nn.Module):
         self.key_value = nn.Linear(d_model, 2 * d_model)
         self.out = nn.Linear(d_model, d_model)
 
-    def heads(self, x: torch.Tensor, context: torch.Tensor):
+    def heads(self, x: torch.Tensor, context: torch.Tensor
+              ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Queries (B, heads, Q, head_dim), keys and values (B, heads, K, head_dim)."""
         batch, num_queries, d_model = x.shape
         heads, head_dim = self.num_heads, d_model // self.num_heads

@@ -170,8 +170,7 @@ def train_argv(name: str, model_id: str, steps: int, yml: Path, out: Path,
             *start, *(["--groundtruths", "test"] if evaluate else []),
             "--scheduler", args.scheduler,
             *(["--lr", str(args.lr)] if args.lr is not None else []),
-            *(["--lr-pretrained", str(args.lr_pretrained)]
-              if start_from is not None and args.lr_pretrained is not None else []),
+            *(["--lr-pretrained", str(args.lr_pretrained)] if start_from is not None else []),
             *({True: ["--video-centering"], False: ["--no-video-centering"]}.get(
                 args.video_centering, [])),
             *({True: ["--learned-locality"], False: ["--no-learned-locality"]}.get(
