@@ -202,7 +202,7 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         if args.pyannote:
-            ours, theirs = both_models(args.seed, Path(tmp))
+            ours, theirs = both_models(args.seed, Path(tmp), torch.device("cpu"))
             models = {"ours": ours, "pyannote": theirs}
         else:
             from core.models import build_model

@@ -168,7 +168,12 @@ def _median_pair(values: List[Seconds]) -> Seconds:
 
 
 def native_bf16() -> bool:
-    """True when this CPU has bf16 matmul instructions (AVX512-BF16 or AMX)."""
+    """True when this CPU has bf16 matmul instructions (AVX512-BF16 or AMX), read from
+    /proc/cpuinfo's flags (Linux); elsewhere from torch's CPU capability."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        flags = set(cpuinfo.read_text(errors="replace").split())
+        return bool(flags & {"avx512_bf16", "amx_bf16"})
     capability = torch.backends.cpu.get_cpu_capability()
     return "AVX512" in capability or "AMX" in capability
 
@@ -186,7 +191,10 @@ def synthetic_recording(minutes: float, seed: int = 3) -> torch.Tensor:
 def time_inference(ours, theirs, waveform: torch.Tensor, batch_size: int, repeats: int,
                    device: torch.device) -> Dict[str, Seconds]:
     """Median (wall, CPU) seconds for the whole file: {"ours": ..., "pyannote": ...}, both
-    float32, and on CUDA "ours bf16" (autocast); they take turns, in a rotating order."""
+    float32, and "ours bf16" (autocast) on CUDA or a CPU with native bf16; they take turns,
+    in a rotating order. With bf16 also {"bf16 max prob diff": ..., "bf16 frames changed":
+    ...}: ours bf16 against ours float32, the largest probability difference and the share
+    of (window, frame, speaker) activations that differ."""
     from pyannote.audio import Inference
 
     from eval.inference import infer_file
@@ -194,15 +202,19 @@ def time_inference(ours, theirs, waveform: torch.Tensor, batch_size: int, repeat
     inference = Inference(theirs, window="sliding", step=1.0, batch_size=batch_size,
                           device=device)
 
+    outputs = {}
+
     def ours_run(amp: str):
-        return lambda: infer_file(ours, waveform, step_ratio=1.0 / DURATION_S,
-                                  batch_size=batch_size, device=device, amp=amp)
+        def run():
+            outputs[amp] = infer_file(ours, waveform, step_ratio=1.0 / DURATION_S,
+                                      batch_size=batch_size, device=device, amp=amp)
+        return run
 
     runs = {
         "pyannote": lambda: inference({"waveform": waveform, "sample_rate": SAMPLE_RATE}),
         "ours": ours_run("off"),
     }
-    if device.type == "cuda":
+    if device.type == "cuda" or native_bf16():
         runs["ours bf16"] = ours_run("bf16")
     results: Dict[str, List[Seconds]] = {name: [] for name in runs}
     names = list(runs)
@@ -216,7 +228,12 @@ def time_inference(ours, theirs, waveform: torch.Tensor, batch_size: int, repeat
                                   time.process_time() - started_cpu))
             print(f"  infer {repeat + 1}/{repeats} {name}: {results[name][-1][0]:.1f} s "
                   f"({results[name][-1][1]:.1f} s cpu)", flush=True)
-    return {name: _median_pair(values) for name, values in results.items()}
+    medians = {name: _median_pair(values) for name, values in results.items()}
+    if "bf16" in outputs:
+        exact, bf16 = outputs["off"], outputs["bf16"]
+        medians["bf16 max prob diff"] = float(abs(exact.probabilities - bf16.probabilities).max())
+        medians["bf16 frames changed"] = float((exact.activations != bf16.activations).mean())
+    return medians
 
 
 # --- data loading -----------------------------------------------------------------------
@@ -383,6 +400,11 @@ def main() -> int:
                                         tuple(t / audio_s for t in seconds[ours_name]),
                                         tuple(t / audio_s for t in seconds["pyannote"]), "",
                                         "<= 0.5x")
+            if "bf16 max prob diff" in seconds:
+                rows.append(["inference, ours bf16 vs ours float32: max probability "
+                             "difference, share of activations changed",
+                             f"{seconds['bf16 max prob diff']:.1e}, "
+                             f"{100 * seconds['bf16 frames changed']:.3f} %", "", "", "", ""])
 
         if args.workers >= 0:
             print(f"loader: {args.workers} workers", flush=True)

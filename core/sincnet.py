@@ -178,6 +178,7 @@ class SincNet(nn.Module):
 
     def forward(self, waveforms: torch.Tensor) -> torch.Tensor:
         """(batch, 1, samples) -> (batch, 60, frames)."""
+        first_pool = self.pool1d[0].kernel_size
         if self._shared is not None:
             outputs = self._first_layer_shared(waveforms, *self._shared)
         else:
@@ -187,9 +188,10 @@ class SincNet(nn.Module):
             norm = self.wav_norm1d
             normalised = F.instance_norm(waveforms, eps=norm.eps)
             outputs = self.conv1d[0](normalised, norm.weight, norm.bias)
-        for index, (pool, norm) in enumerate(zip(self.pool1d, self.norm1d)):
-            outputs = torch.abs(outputs) if index == 0 else self.conv1d[index](outputs)
-            outputs = F.leaky_relu(norm(_max_pool(outputs, pool.kernel_size)))
+            outputs = _max_pool(torch.abs(outputs), first_pool)
+        outputs = F.leaky_relu(self.norm1d[0](outputs))
+        for conv, pool, norm in zip(self.conv1d[1:], self.pool1d[1:], self.norm1d[1:]):
+            outputs = F.leaky_relu(norm(_max_pool(conv(outputs), pool.kernel_size)))
         return outputs
 
     # --- sliding windows: the sinc convolution once per stretch, not once per window --------
@@ -202,7 +204,11 @@ class SincNet(nn.Module):
         samples, a multiple of the sinc stride. The sinc convolution is linear, so
         conv(norm(window)) = a_j * conv(window) + (beta - a_j * mean_j) * sum(filters) with
         a_j = gamma / sqrt(var_j + eps): the stretch is convolved once and each window only
-        rescaled. Outputs equal the per-window path to float32 rounding. Eval mode only.
+        rescaled. The rescale is monotone, so the first pool's max |a_j r + c_j| over a pool
+        window is reached at the largest or the smallest response r: the stretch's running
+        max and min over the pool width are taken once, and each window rescales only one
+        value of each per pooled frame. Outputs equal the per-window path to float32
+        rounding. Eval mode only.
         """
         if window_step % self.stride:
             raise ValueError(f"window_step ({window_step} samples) must be a multiple of the "
@@ -217,6 +223,8 @@ class SincNet(nn.Module):
 
     def _first_layer_shared(self, windows: torch.Tensor, stretch: torch.Tensor,
                             window_step: int) -> torch.Tensor:
+        """(count, 1, window samples) slices of `stretch` -> (count, filters, pooled frames):
+        max-pooled |sinc convolution of each normalised window|."""
         count, _, window_samples = windows.shape
         last = (count - 1) * window_step
         if stretch.shape[-1] < last + window_samples or not (
@@ -224,18 +232,58 @@ class SincNet(nn.Module):
                 and torch.equal(windows[-1, 0], stretch[0, last:last + window_samples])):
             raise ValueError("shared_first_layer: the windows are not slices of the stretch "
                              f"every {window_step} samples")
-        encoder = self.conv1d[0]
+        encoder, pool = self.conv1d[0], self.pool1d[0].kernel_size
         with torch.autocast(device_type=windows.device.type, enabled=False):
             responses = encoder(stretch[None].float())[0]  # (filters, stretch frames)
             filter_sums = encoder.filterbank.filters().sum(dim=(1, 2))  # (filters,)
-            variance, mean = torch.var_mean(windows.float(), dim=-1, unbiased=False)
-            scale = self.wav_norm1d.weight / torch.sqrt(variance + self.wav_norm1d.eps)
-            shift = (self.wav_norm1d.bias - scale * mean) * filter_sums  # (count, filters)
+            variance, mean = _window_moments(stretch[0], count, window_step, window_samples)
+            gamma = self.wav_norm1d.weight
+            scale = gamma / torch.sqrt(variance + self.wav_norm1d.eps)  # (count,)
+            shift = (self.wav_norm1d.bias - scale * mean)[:, None] * filter_sums  # (count, filters)
+            if float(gamma) < 0:  # x = a r + c = (-a)(-r) + c: rescale by a positive factor
+                responses, scale = -responses, -scale
             frames = (window_samples - encoder.filterbank.kernel_size) // self.stride + 1
-            per_window = responses.as_strided(
-                (count, responses.shape[0], frames),
-                (window_step // self.stride, responses.shape[1], 1))
-            return torch.addcmul(shift[..., None], per_window, scale[..., None])
+            step, pooled = window_step // self.stride, frames // pool
+            # max |x| over a pool window = max(max x, max -x), and -x = a (-r) - c
+            outputs = _pooled_rescale(responses, scale, shift, step, pooled, pool)
+            negated = _pooled_rescale(-responses, scale, -shift, step, pooled, pool)
+            return torch.maximum(outputs, negated, out=outputs)
+
+
+def _pooled_rescale(responses: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor,
+                    window_step: int, pooled: int, pool: int) -> torch.Tensor:
+    """max over each pool window of scale_j * responses + shift_j, for the windows j starting
+    every `window_step` frames of `responses` (filters, frames); scale (count,) > 0, shift
+    (count, filters) -> (count, filters, pooled). The scale is positive, so the max of the
+    rescaled responses is the rescaled max: the responses are max-pooled once per pool phase
+    and each window rescales `pooled` values per filter."""
+    count = scale.shape[0]
+    outputs = responses.new_empty((count, responses.shape[0], pooled))
+    period = pool // math.gcd(window_step, pool)  # windows j and j + period share a phase
+    for first in range(min(period, count)):
+        offset = first * window_step
+        phase = offset % pool
+        maxima = F.max_pool1d(responses[None, :, phase:], pool, pool)[0]  # (filters, frames/pool)
+        group = slice(first, None, period)
+        windows = maxima.as_strided((len(range(first, count, period)), maxima.shape[0], pooled),
+                                    (period * window_step // pool, maxima.shape[1], 1),
+                                    offset // pool)
+        torch.addcmul(shift[group, :, None], windows, scale[group, None, None],
+                      out=outputs[group])
+    return outputs
+
+
+def _window_moments(signal: torch.Tensor, count: int, step: int,
+                    length: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(variance, mean), each (count,) float32, of signal[j * step : j * step + length]
+    (signal: (samples,)), from float64 running sums of the signal and its square."""
+    used = signal[:(count - 1) * step + length].double()
+    sums = F.pad(torch.cumsum(used, 0), (1, 0))
+    squares = F.pad(torch.cumsum(used * used, 0), (1, 0))
+    starts = torch.arange(count, device=signal.device) * step
+    mean = (sums[starts + length] - sums[starts]) / length
+    variance = ((squares[starts + length] - squares[starts]) / length - mean * mean).clamp(min=0)
+    return variance.float(), mean.float()
 
 
 def _max_pool(inputs: torch.Tensor, size: int) -> torch.Tensor:
