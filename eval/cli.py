@@ -27,6 +27,10 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
                    help="window step as a fraction of the model's window (default 0.1)")
     g.add_argument("--batch-size", type=int, default=32, help="windows per forward pass")
     g.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    g.add_argument("--amp", default="auto", choices=["auto", "off", "bf16", "fp16"],
+                   help="segmentation precision: auto = bf16 autocast on CUDA, float32 on the "
+                        "CPU; off = float32; bf16 also pays on a CPU with AMX or AVX512-BF16 "
+                        "(bench/README.md)")
     g.add_argument("--no-progress", dest="progress", action="store_false")
     g = parser.add_argument_group("diarization")
     g.add_argument("--embedding", default=WESPEAKER_HUB_ID,
@@ -169,7 +173,7 @@ def run_evaluation(model, args: argparse.Namespace, out_dir: str) -> Dict:
                     clustering=clustering, embedding_model=embedding, embedding_error=reason,
                     options=clustering_options(_with_defaults(args)), device=device,
                     num_plots=getattr(args, "plots", 3),
-                    progress=getattr(args, "progress", True))
+                    progress=getattr(args, "progress", True), amp=getattr(args, "amp", "auto"))
 
 
 def _with_defaults(args: argparse.Namespace) -> argparse.Namespace:

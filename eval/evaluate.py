@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from eval.embeddings import window_embeddings
 from eval.files import protocol_files, read_video, read_waveform, references_of
-from eval.inference import infer_file
+from eval.inference import infer_file, inference_precision
 from eval.local import local_error_sums
 from eval.pipeline import ClusteringOptions, diarize
 from eval.plots import plot_timeline
@@ -42,14 +42,16 @@ def evaluate(model: nn.Module, protocol_or_files: Union[object, Sequence[Dict]],
              embedding_error: Optional[str] = None,
              options: Optional[ClusteringOptions] = None,
              device: Optional[torch.device] = None, num_plots: int = 3,
-             progress: bool = True, title: Optional[str] = None) -> Dict:
+             progress: bool = True, title: Optional[str] = None,
+             amp: str = "auto") -> Dict:
     """Diarize every file and score it. Returns {"totals": {mode: {"collar=C": {der, ...}}},
     "skipped": {mode: reason}, "files": [uris], "outputs": {name: path}}.
 
     protocol_or_files: a pyannote.database protocol (its `split` is used) or a list of file
     dicts (see eval/files.py). clustering: any of "full" (needs `embedding_model`) and
     "oracle" (needs references). Without an embedding model the full pipeline is skipped
-    with `embedding_error` as the reason, and the oracle is still reported.
+    with `embedding_error` as the reason, and the oracle is still reported. amp: the
+    segmentation's precision (eval.inference.inference_precision); embeddings stay float32.
     """
     files = (list(protocol_or_files) if isinstance(protocol_or_files, (list, tuple))
              else protocol_files(protocol_or_files, split))
@@ -57,6 +59,7 @@ def evaluate(model: nn.Module, protocol_or_files: Union[object, Sequence[Dict]],
     out.mkdir(parents=True, exist_ok=True)
     device = device or default_device()
     model = model.to(device).eval()
+    precision = inference_precision(device, amp)
     if video_fps is not None and getattr(model, "video_fps", None) not in (None, video_fps):
         warnings.warn(f"--video-fps {video_fps} differs from the model's {model.video_fps}; "
                       "the model's is used", stacklevel=2)
@@ -80,7 +83,8 @@ def evaluate(model: nn.Module, protocol_or_files: Union[object, Sequence[Dict]],
         waveform = read_waveform(file["audio"])
         video = read_video(video_dir, uri, esize) if fusion else None
         windows = infer_file(model, waveform, video, step_ratio=step_ratio,
-                             batch_size=batch_size, device=device, progress=progress, desc=uri)
+                             batch_size=batch_size, device=device, progress=progress, desc=uri,
+                             amp=amp)
         extents[uri] = Segment(0.0, windows.duration_s)
         uems[uri] = file.get("annotated") or Timeline([extents[uri]], uri=uri)
         reference = file.get("annotation")
@@ -102,13 +106,13 @@ def evaluate(model: nn.Module, protocol_or_files: Union[object, Sequence[Dict]],
                    if local["speech"] > 0 else None)
     outputs = _write_outputs(out, split, modes, hypotheses, references, uems, extents, collars,
                              skip_overlap, skipped, num_plots, model, step_ratio, title,
-                             local_rates, video_dir)
+                             local_rates, video_dir, precision)
     tables = outputs.pop("_tables")
     summary = {"totals": totals_dict(tables), "skipped": skipped,
                "files": [f["uri"] for f in files], "outputs": outputs, "split": split,
                "model": _model_info(model), "step_ratio": step_ratio,
                "video_dir": str(video_dir) if fusion and video_dir else None,
-               "skip_overlap": skip_overlap}
+               "skip_overlap": skip_overlap, "precision": precision}
     if local_rates is not None:
         summary["local"] = local_rates
     write_json(summary, str(out / "report.json"))
@@ -147,7 +151,7 @@ def _model_info(model: nn.Module) -> Dict[str, object]:
 
 def _write_outputs(out: Path, split, modes, hypotheses, references, uems, extents, collars,
                    skip_overlap, skipped, num_plots, model, step_ratio, title,
-                   local_rates=None, video_dir=None) -> Dict:
+                   local_rates=None, video_dir=None, precision="float32") -> Dict:
     outputs: Dict[str, object] = {}
     for mode in modes:
         outputs[f"rttm_{mode}"] = write_rttm(hypotheses[mode].values(),
@@ -171,7 +175,7 @@ def _write_outputs(out: Path, split, modes, hypotheses, references, uems, extent
         settings = {"split": split, "model": _model_info(model)["class"]
                     + (f" (id {model.model_id})" if hasattr(model, "model_id") else ""),
                     "window step": f"{step_ratio:g} of the window",
-                    "files": len(extents)}
+                    "segmentation precision": precision, "files": len(extents)}
         if getattr(model, "is_fusion", False):
             settings["video"] = str(video_dir) if video_dir else "none (audio alone: an ablation)"
         outputs["csv"] = write_csv(tables, str(out / "report.csv"))

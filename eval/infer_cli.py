@@ -56,7 +56,7 @@ def main(args: argparse.Namespace) -> int:
                  if getattr(model, "is_fusion", False) else None)
         windows = infer_file(model, waveform, video, step_ratio=args.step,
                              batch_size=args.batch_size, device=device,
-                             progress=args.progress, desc=file["uri"])
+                             progress=args.progress, desc=file["uri"], amp=args.amp)
         vectors = window_embeddings(embedding, waveform, windows, batch_size=args.batch_size,
                                     device=device, progress=args.progress)
         hypothesis = diarize(windows, uri=file["uri"], embeddings=vectors, options=options)

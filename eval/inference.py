@@ -87,16 +87,26 @@ def model_time_axis(model: nn.Module, num_frames: int) -> Tuple[float, float]:
 AMP_MODES = ("auto", "off", "bf16", "fp16")
 
 
-def _autocast(device: torch.device, amp: str = "auto"):
-    """Autocast context for inference. amp: "auto" (bf16, or fp16 where the GPU lacks bf16,
-    on CUDA; float32 on the CPU), "off" (float32), "bf16" or "fp16"."""
+def inference_precision(device: torch.device, amp: str = "auto") -> str:
+    """What `amp` means on `device`: "float32", "bf16" or "fp16" (autocast). amp: "auto"
+    (bf16, or fp16 where the GPU lacks bf16, on CUDA; float32 on the CPU), "off" (float32),
+    "bf16" or "fp16"."""
     if amp not in AMP_MODES:
         raise ValueError(f"amp must be one of {AMP_MODES}, got {amp!r}")
     if amp == "off" or (amp == "auto" and device.type != "cuda"):
-        return contextlib.nullcontext()
+        return "float32"
     if amp == "auto":
-        amp = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return torch.autocast(device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return amp
+
+
+def _autocast(device: torch.device, amp: str = "auto"):
+    """Autocast context for inference (see inference_precision)."""
+    precision = inference_precision(device, amp)
+    if precision == "float32":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type,
+                          dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
 
 
 def _batches(waveform: torch.Tensor, starts: np.ndarray, window_samples: int,

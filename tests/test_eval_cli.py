@@ -105,3 +105,34 @@ def test_infer_writes_rttm_with_wespeaker(setup, tmp_path):
                      "--step", "0.5", "--no-progress"]) == 0
     assert (tmp_path / "o" / "ts000.rttm").is_file()
     assert (tmp_path / "o" / "all.rttm").is_file()
+
+
+def test_eval_amp_sets_and_records_the_precision(setup, tmp_path):
+    """--amp bf16 runs the segmentation under bf16 autocast on the CPU too, and says so in
+    report.json and report.md; the default on the CPU stays float32."""
+    root, yml = setup
+    checkpoint = _save(tmp_path / "exp", "audio", seed=2)
+    common = ["eval", "--checkpoint", str(checkpoint), "--protocol", PROTOCOL,
+              "--database", str(yml), "--embedding", "none", "--clustering", "oracle",
+              "--step", "0.5", "--batch-size", "8", "--no-progress", "--plots", "0",
+              "--device", "cpu"]
+    reports = {}
+    for amp in ("auto", "bf16"):
+        out = tmp_path / amp
+        assert run.main(common + ["--amp", amp, "--out", str(out)]) == 0
+        reports[amp] = json.loads((out / "report.json").read_text())
+        expected = {"auto": "float32", "bf16": "bf16"}[amp]
+        assert reports[amp]["precision"] == expected
+        assert f"- segmentation precision: {expected}" in (out / "report.md").read_text()
+    assert reports["bf16"]["local"] != reports["auto"]["local"]  # bf16 ran, not float32
+
+
+def test_inference_precision_resolves_amp():
+    from eval.inference import inference_precision
+
+    cpu = torch.device("cpu")
+    assert inference_precision(cpu, "auto") == "float32"
+    assert inference_precision(cpu, "off") == "float32"
+    assert inference_precision(cpu, "bf16") == "bf16"
+    with pytest.raises(ValueError, match="amp must be one of"):
+        inference_precision(cpu, "fp8")
