@@ -16,6 +16,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from core import receptive_field
+from core.lstm_dropout import lstm_with_uniform_dropout
 from core.powerset import Powerset
 from core.sincnet import SincNet
 
@@ -126,7 +127,10 @@ class PyanNet(nn.Module):
         return self.sincnet(waveforms).transpose(1, 2)
 
     def run_lstm(self, features: torch.Tensor) -> torch.Tensor:
-        """(batch, frame, lstm inputs) -> (batch, frame, lstm outputs)."""
+        """(batch, frame, lstm inputs) -> (batch, frame, lstm outputs). Training on a CPU
+        with dropout: layer by layer with cheaper dropout masks (core/lstm_dropout.py)."""
+        if self.lstm.training and self.lstm.dropout > 0 and features.device.type == "cpu":
+            return lstm_with_uniform_dropout(self.lstm, features)
         outputs, _ = self.lstm(features)
         return outputs
 
