@@ -178,7 +178,6 @@ class SincNet(nn.Module):
 
     def forward(self, waveforms: torch.Tensor) -> torch.Tensor:
         """(batch, 1, samples) -> (batch, 60, frames)."""
-        first_pool = self.pool1d[0].kernel_size
         if self._shared is not None:
             outputs = self._first_layer_shared(waveforms, *self._shared)
         else:
@@ -188,7 +187,7 @@ class SincNet(nn.Module):
             norm = self.wav_norm1d
             normalised = F.instance_norm(waveforms, eps=norm.eps)
             outputs = self.conv1d[0](normalised, norm.weight, norm.bias)
-            outputs = _max_pool(torch.abs(outputs), first_pool)
+            outputs = _max_pool(torch.abs(outputs), self.pool1d[0].kernel_size)
         outputs = F.leaky_relu(self.norm1d[0](outputs))
         for conv, pool, norm in zip(self.conv1d[1:], self.pool1d[1:], self.norm1d[1:]):
             outputs = F.leaky_relu(norm(_max_pool(conv(outputs), pool.kernel_size)))
@@ -205,10 +204,10 @@ class SincNet(nn.Module):
         conv(norm(window)) = a_j * conv(window) + (beta - a_j * mean_j) * sum(filters) with
         a_j = gamma / sqrt(var_j + eps): the stretch is convolved once and each window only
         rescaled. The rescale is monotone, so the first pool's max |a_j r + c_j| over a pool
-        window is reached at the largest or the smallest response r: the stretch's running
-        max and min over the pool width are taken once, and each window rescales only one
-        value of each per pooled frame. Outputs equal the per-window path to float32
-        rounding. Eval mode only.
+        window is reached at the largest or the smallest response r: the stretch's responses
+        are max- and min-pooled once per pool phase, and each window rescales one value of
+        each per pooled frame (a third of the frames, and no per-window abs or pool).
+        Outputs equal the per-window path to float32 rounding. Eval mode only.
         """
         if window_step % self.stride:
             raise ValueError(f"window_step ({window_step} samples) must be a multiple of the "
