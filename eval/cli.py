@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 from core.wespeaker import WESPEAKER_HUB_ID
+from eval.inference import AMP_MODES
 
 SPLITS = ("test", "development")
 
@@ -27,7 +28,7 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
                    help="window step as a fraction of the model's window (default 0.1)")
     g.add_argument("--batch-size", type=int, default=32, help="windows per forward pass")
     g.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    g.add_argument("--amp", default="auto", choices=["auto", "off", "bf16", "fp16"],
+    g.add_argument("--amp", default="auto", choices=AMP_MODES,
                    help="segmentation precision: auto = bf16 autocast on CUDA, float32 on the "
                         "CPU; off = float32; bf16 also pays on a CPU with AMX or AVX512-BF16 "
                         "(bench/README.md)")
