@@ -94,12 +94,15 @@ def test_shared_sinc_equals_per_window(checkpoint, step_ratio, batch_size):
     np.testing.assert_array_equal(shared.chunk_starts_s, plain.chunk_starts_s)
 
 
-@pytest.mark.parametrize("gamma,beta,step,silent", [
-    (1.0, 0.0, 16000, False),   # 1600 frames apart: the pool phase changes window to window
-    (-0.7, 0.2, 16000, False),  # a negative norm weight reverses the rescale's order
-    (1.3, -0.5, 4800, True),    # 480 frames apart: one phase; a silent first window
+@pytest.mark.parametrize("gamma,beta,step,silent,tolerance", [
+    (1.0, 0.0, 16000, False, 1e-5),   # 1600 frames apart: the pool phase changes per window
+    (-0.7, 0.2, 16000, False, 1e-5),  # a negative norm weight reverses the rescale's order
+    # 480 frames apart: one phase. A silent first window leaves the next windows' variance
+    # small, their rescale large, and float32 rounding of the shared convolution grows with
+    # it (1.24e-5 here, the same before the pooled rescale)
+    (1.3, -0.5, 4800, True, 2e-5),
 ])
-def test_shared_sinc_scores_match_the_model(gamma, beta, step, silent):
+def test_shared_sinc_scores_match_the_model(gamma, beta, step, silent, tolerance):
     """SincNet.shared_first_layer: the model's scores (log-probabilities) per window equal
     the plain forward's, and windows that are not slices of the stretch are refused."""
     from pathlib import Path
@@ -121,8 +124,7 @@ def test_shared_sinc_scores_match_the_model(gamma, beta, step, silent):
         plain = model(windows.contiguous())
         with model.sincnet.shared_first_layer(stretch, step):
             shared = model(windows)
-        # float32 rounding: the stretch is convolved once, not window by window
-        torch.testing.assert_close(shared, plain, rtol=1e-5, atol=1e-5)
+        assert (shared - plain).abs().max() <= tolerance
         assert (shared.argmax(-1) == plain.argmax(-1)).float().mean() > 0.999
         with pytest.raises(ValueError, match="not slices"):
             with model.sincnet.shared_first_layer(stretch, 2 * step):
