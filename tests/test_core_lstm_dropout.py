@@ -60,6 +60,7 @@ def test_the_backbone_uses_it_when_training_on_the_cpu(monkeypatch):
         return lstm_with_uniform_dropout(lstm, inputs)
 
     monkeypatch.setattr(backbone, "lstm_with_uniform_dropout", counting)
+    monkeypatch.setattr(backbone, "splits_batch", lambda lstm, inputs: False)
     model = build_model("audio", lstm={"hidden_size": 8, "num_layers": 2, "dropout": 0.5},
                         linear={"hidden_size": 8, "num_layers": 1}, duration_s=2.0)
     waveforms = 0.1 * torch.randn(2, 1, 32000)
