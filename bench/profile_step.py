@@ -3,6 +3,7 @@ segmentation-3.0's sizes, batch x 10 s, forward + NLL + backward + Adam.
 
     python bench/profile_step.py                        # CPU
     python bench/profile_step.py --device cuda --amp bf16
+    python bench/profile_step.py --amp bf16 --halves-ab 6   # CPU LSTM in halves vs one call
 
 Prints the step time (median of --steps after --warmup) and the operators with the most
 self time (on a GPU: CUDA kernel time) over --steps profiled steps.
@@ -50,6 +51,31 @@ def audio_training_step(device: torch.device, batch_size: int = 32,
     return step
 
 
+def halves_ab(train_step: Callable[[], None], pairs: int, warmup: int) -> int:
+    """Steps with the LSTM's batch in two halves on two threads and as one nn.LSTM call,
+    in turns (which goes first alternates); prints each and the medians."""
+    import core.backbone as backbone
+
+    split = backbone.splits_batch
+    settings = {"halves": split, "one call": lambda lstm, inputs: False}
+    for _ in range(warmup):
+        train_step()
+    times: dict = {name: [] for name in settings}
+    try:
+        for index in range(pairs):
+            for name in (list(settings) if index % 2 == 0 else list(settings)[::-1]):
+                backbone.splits_batch = settings[name]
+                started = time.perf_counter()
+                train_step()
+                times[name].append(time.perf_counter() - started)
+    finally:
+        backbone.splits_batch = split
+    for name, values in times.items():
+        print(f"{name}: median {statistics.median(values):.2f} s "
+              f"({', '.join(f'{v:.2f}' for v in values)})")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -59,9 +85,14 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--rows", type=int, default=15)
+    parser.add_argument("--halves-ab", type=int, default=0, metavar="PAIRS",
+                        help="instead of profiling: time PAIRS steps with the CPU LSTM in two "
+                             "halves (core/lstm_threads.py) and as one call, in turns")
     args = parser.parse_args()
     device = torch.device(args.device)
     train_step = audio_training_step(device, args.batch_size, args.amp)
+    if args.halves_ab:
+        return halves_ab(train_step, args.halves_ab, args.warmup)
 
     def step() -> float:
         floor.synchronize(device)

@@ -16,14 +16,6 @@ import torch
 import torch.nn as nn
 
 
-def layer_weights(lstm: nn.LSTM, layer: int) -> List[torch.Tensor]:
-    """The weights of one layer in nn.LSTM's flat order: for each direction w_ih, w_hh
-    (and b_ih, b_hh when the LSTM has biases)."""
-    names = ["weight_ih", "weight_hh"] + (["bias_ih", "bias_hh"] if lstm.bias else [])
-    suffixes = [""] + (["_reverse"] if lstm.bidirectional else [])
-    return [getattr(lstm, f"{name}_l{layer}{suffix}") for suffix in suffixes for name in names]
-
-
 def dropout_masks(lstm: nn.LSTM, inputs: torch.Tensor) -> List[Optional[torch.Tensor]]:
     """The keep masks applied before layers 1 .. num_layers - 1: bool tensors shaped like a
     layer's outputs ((batch, frame, hidden * directions) when batch_first), or Nones in eval

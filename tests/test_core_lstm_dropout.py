@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from core import build_model
-from core.lstm_dropout import layer_weights, lstm_with_uniform_dropout
+from core.lstm_dropout import lstm_with_uniform_dropout
 
 
 def _lstm(dropout: float, bidirectional: bool = True) -> torch.nn.LSTM:
@@ -19,7 +19,17 @@ def test_without_dropout_it_is_nn_lstm(bidirectional):
     inputs = torch.randn(3, 20, 6)
     torch.testing.assert_close(lstm_with_uniform_dropout(lstm, inputs), lstm(inputs)[0],
                                rtol=0, atol=0)
-    assert len(layer_weights(lstm, 1)) == len(lstm._flat_weights) // lstm.num_layers
+
+
+@pytest.mark.parametrize("bidirectional", [True, False])
+def test_layer_by_layer_is_nn_lstm_when_every_mask_keeps_all(bidirectional):
+    """p = 1e-9: every mask keeps everything and the 1 / keep scale rounds to 1 in float32,
+    so the layer-by-layer path (each layer's slice of the weights) must give nn.LSTM's."""
+    lstm = _lstm(0.0, bidirectional)
+    inputs = torch.randn(3, 20, 6)
+    expected = lstm(inputs)[0]
+    lstm.dropout = 1e-9
+    torch.testing.assert_close(lstm_with_uniform_dropout(lstm, inputs), expected, rtol=0, atol=0)
 
 
 def test_dropout_zeroes_about_p_of_the_inputs_between_layers():
