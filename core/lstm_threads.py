@@ -2,11 +2,13 @@
 
 At batch 32 oneDNN's LSTM makes poor use of a second core: frame by frame its work is a
 few small products, and two intra-op threads must meet at every one of them. Measured on
-the 2-core Xeon (LSTM 128 x 4 bidirectional, batch 32 x 589 frames, 2 threads, medians
-of 3; `python bench/lstm.py`): the two halves of the batch on two Python threads with one
-intra-op thread each take ~0.77x the time of one two-thread call in float32 inference and
-~0.6x in bf16. The rows of an LSTM do not interact, so each half's outputs are those rows
-of the one call (bitwise in float32 here). With autograd, a custom Function runs each
+the 2-core Xeon (LSTM 128 x 4 bidirectional, batch 32 x 589 frames, 2 threads, best
+of 5; `python bench/lstm.py --threads 2 [--amp bf16] [--backward]`): the two halves of the
+batch on two Python threads with one intra-op thread each take 0.73x the time of one
+two-thread call in float32 inference and 0.55x in bf16; forward + backward 0.96x / 0.93x
+alone, and the whole training step 0.86x / 0.89x (`bench/profile_step.py --halves-ab`).
+The rows of an LSTM do not interact, so each half's outputs are those rows of the one call
+(bitwise in float32 here). With autograd, a custom Function runs each
 half's backward on its own thread as well and adds up the halves' weight gradients.
 
 Thread-local state (grad mode, inference mode, CPU autocast) is carried into the worker
