@@ -110,8 +110,8 @@ def _in_threads(jobs: List[Callable]) -> list:
     """Run each job on its own thread, with the caller's intra-op threads shared out among
     them and the caller's grad mode, inference mode and CPU autocast; re-raises the first
     error."""
-    threads_each = max(torch.get_num_threads() // len(jobs), 1)
     caller_threads = torch.get_num_threads()
+    threads_each = max(caller_threads // len(jobs), 1)
     state = _thread_state()
     results: list = [None] * len(jobs)
     errors: list = [None] * len(jobs)
