@@ -18,6 +18,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from core.receptive_field import SAMPLE_RATE
+from core.sincnet_windows import Workspace, sincnet_over_windows
 
 
 def _hz_to_mel(hz: np.ndarray) -> np.ndarray:
@@ -174,20 +175,19 @@ class SincNet(nn.Module):
             nn.InstanceNorm1d(self.CONV_CHANNELS, affine=True),
             nn.InstanceNorm1d(self.CONV_CHANNELS, affine=True),
         ])
-        self._shared: Optional[Tuple[torch.Tensor, int]] = None
+        self._shared: Optional[Tuple[torch.Tensor, int, Optional[Workspace]]] = None
 
     def forward(self, waveforms: torch.Tensor) -> torch.Tensor:
         """(batch, 1, samples) -> (batch, 60, frames)."""
         if self._shared is not None:
-            outputs = self._first_layer_shared(waveforms, *self._shared)
-        else:
-            # The waveform norm's affine (two scalars) is folded into the sinc convolution:
-            # conv(a * n + b) = conv(n, a * filters) + b * sum(filters). Same result, and
-            # backward skips the convolution's input gradient over every sample.
-            norm = self.wav_norm1d
-            normalised = F.instance_norm(waveforms, eps=norm.eps)
-            outputs = self.conv1d[0](normalised, norm.weight, norm.bias)
-            outputs = _max_pool(torch.abs(outputs), self.pool1d[0].kernel_size)
+            return self._over_windows(waveforms, *self._shared)
+        # The waveform norm's affine (two scalars) is folded into the sinc convolution:
+        # conv(a * n + b) = conv(n, a * filters) + b * sum(filters). Same result, and
+        # backward skips the convolution's input gradient over every sample.
+        norm = self.wav_norm1d
+        normalised = F.instance_norm(waveforms, eps=norm.eps)
+        outputs = self.conv1d[0](normalised, norm.weight, norm.bias)
+        outputs = _max_pool(torch.abs(outputs), self.pool1d[0].kernel_size)
         outputs = F.leaky_relu(self.norm1d[0](outputs))
         for conv, pool, norm in zip(self.conv1d[1:], self.pool1d[1:], self.norm1d[1:]):
             outputs = F.leaky_relu(norm(_max_pool(conv(outputs), pool.kernel_size)))
@@ -195,35 +195,30 @@ class SincNet(nn.Module):
 
     # --- sliding windows: the sinc convolution once per stretch, not once per window --------
     @contextlib.contextmanager
-    def shared_first_layer(self, stretch: torch.Tensor, window_step: int):
+    def shared_first_layer(self, stretch: torch.Tensor, window_step: int,
+                           workspace: Optional[Workspace] = None):
         """Within this context, `forward(windows)` takes `windows[j]` to be
-        `stretch[:, j * window_step : j * window_step + window_samples]`.
-
-        stretch: (1, samples) audio covering all windows of the next batch; window_step in
-        samples, a multiple of the sinc stride. The sinc convolution is linear, so
-        conv(norm(window)) = a_j * conv(window) + (beta - a_j * mean_j) * sum(filters) with
-        a_j = gamma / sqrt(var_j + eps): the stretch is convolved once and each window only
-        rescaled. The rescale is monotone, so the first pool's max |a_j r + c_j| over a pool
-        window is reached at the largest or the smallest response r: the stretch's responses
-        are max- and min-pooled once per pool phase, and each window rescales one value of
-        each per pooled frame (a third of the frames, and no per-window abs or pool).
-        Outputs equal the per-window path to float32 rounding. Eval mode only.
+        `stretch[:, j * window_step : j * window_step + window_samples]` and convolves the
+        stretch with the sinc filters once instead of every window
+        (core/sincnet_windows.py). stretch: (1, samples) audio covering all windows of the
+        next batch; window_step in samples, a multiple of the sinc stride; workspace:
+        buffers to reuse from one batch to the next. Outputs equal the per-window path to
+        float32 rounding. Inference only: eval mode, without autograd.
         """
         if window_step % self.stride:
             raise ValueError(f"window_step ({window_step} samples) must be a multiple of the "
                              f"sinc stride ({self.stride})")
         if self.training:
             raise RuntimeError("shared_first_layer is for inference: call model.eval() first")
-        self._shared = (stretch, int(window_step))
+        self._shared = (stretch, int(window_step), workspace)
         try:
             yield self
         finally:
             self._shared = None
 
-    def _first_layer_shared(self, windows: torch.Tensor, stretch: torch.Tensor,
-                            window_step: int) -> torch.Tensor:
-        """(count, 1, window samples) slices of `stretch` -> (count, filters, pooled frames):
-        max-pooled |sinc convolution of each normalised window|."""
+    def _over_windows(self, windows: torch.Tensor, stretch: torch.Tensor, window_step: int,
+                      workspace: Optional[Workspace]) -> torch.Tensor:
+        """(count, 1, window samples) slices of `stretch` -> (count, 60, frames)."""
         count, _, window_samples = windows.shape
         last = (count - 1) * window_step
         if stretch.shape[-1] < last + window_samples or not (
@@ -231,58 +226,11 @@ class SincNet(nn.Module):
                 and torch.equal(windows[-1, 0], stretch[0, last:last + window_samples])):
             raise ValueError("shared_first_layer: the windows are not slices of the stretch "
                              f"every {window_step} samples")
-        encoder, pool = self.conv1d[0], self.pool1d[0].kernel_size
-        with torch.autocast(device_type=windows.device.type, enabled=False):
-            responses = encoder(stretch[None].float())[0]  # (filters, stretch frames)
-            filter_sums = encoder.filterbank.filters().sum(dim=(1, 2))  # (filters,)
-            variance, mean = _window_moments(stretch[0], count, window_step, window_samples)
-            gamma = self.wav_norm1d.weight
-            scale = gamma / torch.sqrt(variance + self.wav_norm1d.eps)  # (count,)
-            shift = (self.wav_norm1d.bias - scale * mean)[:, None] * filter_sums  # (count, filters)
-            if float(gamma) < 0:  # x = a r + c = (-a)(-r) + c: rescale by a positive factor
-                responses, scale = -responses, -scale
-            frames = (window_samples - encoder.filterbank.kernel_size) // self.stride + 1
-            step, pooled = window_step // self.stride, frames // pool
-            # max |x| over a pool window = max(max x, max -x), and -x = a (-r) - c
-            outputs = _pooled_rescale(responses, scale, shift, step, pooled, pool)
-            negated = _pooled_rescale(-responses, scale, -shift, step, pooled, pool)
-            return torch.maximum(outputs, negated, out=outputs)
-
-
-def _pooled_rescale(responses: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor,
-                    window_step: int, pooled: int, pool: int) -> torch.Tensor:
-    """max over each pool window of scale_j * responses + shift_j, for the windows j starting
-    every `window_step` frames of `responses` (filters, frames); scale (count,) > 0, shift
-    (count, filters) -> (count, filters, pooled). The scale is positive, so the max of the
-    rescaled responses is the rescaled max: the responses are max-pooled once per pool phase
-    and each window rescales `pooled` values per filter."""
-    count = scale.shape[0]
-    outputs = responses.new_empty((count, responses.shape[0], pooled))
-    period = pool // math.gcd(window_step, pool)  # windows j and j + period share a phase
-    for first in range(min(period, count)):
-        offset = first * window_step
-        phase = offset % pool
-        maxima = F.max_pool1d(responses[None, :, phase:], pool, pool)[0]  # (filters, frames/pool)
-        group = slice(first, None, period)
-        windows = maxima.as_strided((len(range(first, count, period)), maxima.shape[0], pooled),
-                                    (period * window_step // pool, maxima.shape[1], 1),
-                                    offset // pool)
-        torch.addcmul(shift[group, :, None], windows, scale[group, None, None],
-                      out=outputs[group])
-    return outputs
-
-
-def _window_moments(signal: torch.Tensor, count: int, step: int,
-                    length: int) -> Tuple[torch.Tensor, torch.Tensor]:
-    """(variance, mean), each (count,) float32, of signal[j * step : j * step + length]
-    (signal: (samples,)), from float64 running sums of the signal and its square."""
-    used = signal[:(count - 1) * step + length].double()
-    sums = F.pad(torch.cumsum(used, 0), (1, 0))
-    squares = F.pad(torch.cumsum(used * used, 0), (1, 0))
-    starts = torch.arange(count, device=signal.device) * step
-    mean = (sums[starts + length] - sums[starts]) / length
-    variance = ((squares[starts + length] - squares[starts]) / length - mean * mean).clamp(min=0)
-    return variance.float(), mean.float()
+        if torch.is_grad_enabled():
+            raise RuntimeError("shared_first_layer is for inference: run it under "
+                               "torch.inference_mode() or torch.no_grad()")
+        return sincnet_over_windows(self, stretch, window_step, count, window_samples,
+                                    workspace)
 
 
 def _max_pool(inputs: torch.Tensor, size: int) -> torch.Tensor:

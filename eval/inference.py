@@ -17,6 +17,7 @@ import torch
 import torch.nn as nn
 
 from core.sincnet import SincNet
+from core.sincnet_windows import Workspace
 
 SAMPLE_RATE = 16000
 
@@ -159,6 +160,7 @@ def infer_file(model: nn.Module, waveform: torch.Tensor, video: Optional[np.ndar
     bar = _progress(len(starts), desc, progress)
     model.eval()
     share = share_sinc and len(starts) > 1 and _shares_sinc(model, step_samples)
+    workspace = Workspace()  # SincNet's buffers, reused from batch to batch
     for chunk, stretch, waves in _batches(waveform.float(), starts, window_samples, batch_size):
         kwargs = {}
         if use_video:
@@ -167,7 +169,8 @@ def infer_file(model: nn.Module, waveform: torch.Tensor, video: Optional[np.ndar
             kwargs["video_mask"] = torch.from_numpy(np.stack([m for _, m in slices])).to(device)
         with _autocast(device, amp):
             if share:
-                with model.sincnet.shared_first_layer(stretch.to(device), step_samples):
+                with model.sincnet.shared_first_layer(stretch.to(device), step_samples,
+                                                      workspace):
                     scores = model(waves.to(device), **kwargs)
             else:
                 scores = model(waves.contiguous().to(device), **kwargs)
