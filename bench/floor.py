@@ -10,7 +10,8 @@ backward for inputs and for weights) is taken as 3x the forward FLOPs, less the 
 convolution's input gradient, which avdiar never computes (the waveform needs none: the
 waveform norm's affine is folded into the filters). Sliding-window inference with a 1 s step
 convolves each batch's stretch of audio once (core.sincnet.SincNet.shared_first_layer): a
-batch of 32 windows costs one 41 s convolution instead of 32 x 10 s.
+batch of 32 windows costs one 41 s convolution instead of 32 x 10 s. bench/vs_pyannote.py
+also sets the float32 inference floor per batch against the measured seconds per batch.
 
 The LSTM splits in two: the input projections of a layer run for all frames at once (one
 big matmul, (B*F, D_in) x (D_in, 4H)), the recurrent projection runs frame after frame
@@ -147,10 +148,14 @@ def measure_rates(batch_size: int = 32, hidden: int = 128,
 
 
 def floor_report(rates: Dict[str, float], batch_size: int = 32,
-                 measured: Optional[Dict[str, float]] = None) -> str:
-    """Markdown: per-part FLOPs, rates, and the floor of a batch fwd+bwd step per precision.
+                 measured: Optional[Dict[str, float]] = None,
+                 inference_s: Optional[Dict[str, float]] = None) -> str:
+    """Markdown: per-part FLOPs, rates, and the floor of a batch fwd+bwd step per precision;
+    with `inference_s`, also the floor of sliding-window inference per batch of windows.
 
-    measured: {"float32": seconds, "bf16": seconds} of measured steps to compare with.
+    measured: {"float32": seconds, "bf16": seconds} of measured steps to compare with;
+    inference_s: measured float32 seconds per batch of `batch_size` windows, keys "float32"
+    (ours) and "pyannote".
     """
     parts = flops_per_chunk()
     total = sum(parts.values())
@@ -179,7 +184,33 @@ def floor_report(rates: Dict[str, float], batch_size: int = 32,
         tail = (f"{step:.2f} | {step / sequential:.1f}x" if step else "- | -")
         lines.append(f"| {precision} | {big / 1e9:.0f} | {small / 1e9:.0f} | {bulk:.3f} | "
                      f"{sequential:.3f} | {tail} |")
+    if inference_s:
+        lines += ["", inference_floor_report(rates, parts, batch_size, inference_s)]
     return "\n".join(lines)
+
+
+def inference_floor_report(rates: Dict[str, float], parts: Dict[str, float], batch_size: int,
+                           measured: Dict[str, float]) -> str:
+    """Markdown: the float32 floor of inference per batch of windows (sinc convolution
+    shared; "bulk" at the big-matmul rate, "sequential" with the recurrent part at the
+    small-matmul rate) against our measured seconds per batch, and where half of
+    pyannote's time (the 0.5x target) lies. Float32 only: in bf16 oneDNN's LSTM beats the
+    (B, H) x (H, 4H) torch.mm rate, so the sequential model is no floor there."""
+    recurrent = parts["lstm recurrent projections (frame by frame)"]
+    flops = inference_flops_per_window(parts, batch_size) * batch_size
+    bulk = flops / rates["float32 big"]
+    sequential = ((flops - recurrent * batch_size) / rates["float32 big"]
+                  + recurrent * batch_size / rates["float32 recurrent"])
+    ours, theirs = measured["float32"], measured.get("pyannote")
+    half = (f"{theirs / 2:.3f} | {theirs / 2 / sequential:.2f}x" if theirs else "- | -")
+    return "\n".join([
+        f"Float32 inference per batch of {batch_size} windows (10 s, 1 s step): "
+        f"{flops / 1e9:.1f} GFLOP, of which {recurrent * batch_size / 1e9:.1f} frame-by-frame "
+        "recurrent.", "",
+        "| bulk floor s / batch | sequential floor s / batch | ours s / batch | "
+        "ours / sequential floor | 0.5x pyannote's s / batch | that / sequential floor |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: |",
+        f"| {bulk:.3f} | {sequential:.3f} | {ours:.3f} | {ours / sequential:.2f}x | {half} |"])
 
 
 def main() -> int:

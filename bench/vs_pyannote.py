@@ -42,6 +42,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from bench import floor  # noqa: E402
+from eval.inference import window_starts  # noqa: E402
 
 SAMPLE_RATE = 16000
 DURATION_S = 10.0
@@ -372,6 +373,7 @@ def main() -> int:
         name = f"train step, batch {args.batch_size} x 10 s, float32"
         rows += timing_rows(name, steps["ours"], steps["pyannote"], "s", "<= 0.7x")
         measured_floor = {"float32": steps["ours"][0]}
+        measured_inference: Dict[str, float] = {}
         if bf16_batch > 0:
             print(f"step: batch {bf16_batch} x 10 s, ours bf16 autocast vs pyannote float32",
                   flush=True)
@@ -400,6 +402,10 @@ def main() -> int:
                                         tuple(t / audio_s for t in seconds[ours_name]),
                                         tuple(t / audio_s for t in seconds["pyannote"]), "",
                                         "<= 0.5x")
+            windows = len(window_starts(waveform.shape[-1], 160000, 16000))
+            per_batch = args.infer_batch_size / windows  # file seconds -> seconds per batch
+            measured_inference = {"float32": seconds["ours"][0] * per_batch,
+                                  "pyannote": seconds["pyannote"][0] * per_batch}
             if "bf16 max prob diff" in seconds:
                 rows.append(["inference, ours bf16 vs ours float32: max probability "
                              "difference, share of activations changed",
@@ -427,7 +433,8 @@ def main() -> int:
                  "", "", "<= 1e-4", "yes" if difference <= 1e-4 else "no"])
     print("floor: matmul rates", flush=True)
     rates = floor.measure_rates(args.batch_size, device=device)
-    sections.append("### Floor\n\n" + floor.floor_report(rates, args.batch_size, measured_floor))
+    sections.append("### Floor\n\n" + floor.floor_report(rates, args.batch_size, measured_floor,
+                                                        measured_inference))
     report = "\n\n".join([f"## avdiar vs pyannote.audio\n\n{header}\n\ncommand: `python "
                           + " ".join(sys.argv) + "`", table(rows)] + sections) + "\n"
     print("\n" + report)
