@@ -65,8 +65,8 @@ def sincnet_over_windows(sincnet: nn.Module, stretch: torch.Tensor, window_step:
         stretch = stretch.float()
         high, low = _sliding_extremes(sincnet, stretch, workspace, on_cpu)
         scale, shift = _window_affines(sincnet, stretch[0], count, window_step, window_samples)
-    if scale[0] < 0:  # a_j r + c_j is largest where r is smallest
-        high, low = low, high
+    if float(sincnet.wav_norm1d.weight) < 0:  # then every a_j < 0: a_j r + c_j is
+        high, low = low, high                 # largest where r is smallest
     frame_step = window_step // sincnet.stride
     frames = (window_samples - sincnet.KERNEL_SIZE) // sincnet.stride + 1
     pooled = frames // pool
@@ -92,8 +92,8 @@ def sincnet_over_windows(sincnet: nn.Module, stretch: torch.Tensor, window_step:
 
 def _sliding_extremes(sincnet: nn.Module, stretch: torch.Tensor, workspace: Workspace,
                       on_cpu: bool) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Max and min of the stretch's sinc responses over frames f, f + 1, f + 2 (pool 3):
-    two (frames - 2, filters) channels-last tensors. The convolution is a matrix product
+    """Max and min of the stretch's sinc responses over `POOL` frames from each frame f:
+    two (frames - POOL + 1, filters) channels-last tensors. The convolution is a matrix product
     of the stretch's strided frames (frames, kernel) with the filters (kernel, filters),
     whose output is channels-last already; on a CPU it runs in pieces of frames, so no
     tensor of the whole stretch's responses is made."""
@@ -112,15 +112,18 @@ def _sliding_extremes(sincnet: nn.Module, stretch: torch.Tensor, workspace: Work
         columns = workspace.buffer("columns", (count, kernel), stretch).copy_(strided)
         responses = workspace.buffer("responses", (count, filters.shape[0]), stretch)
         torch.mm(columns, by_column, out=responses)
-        _extreme3(torch.maximum, responses, high[start:end])
-        _extreme3(torch.minimum, responses, low[start:end])
+        _sliding(torch.maximum, responses, high[start:end])
+        _sliding(torch.minimum, responses, low[start:end])
     return high, low
 
 
-def _extreme3(reduce, rows: torch.Tensor, out: torch.Tensor) -> None:
-    """out[f] = reduce over rows f, f + 1, f + 2 (reduce: torch.maximum or torch.minimum)."""
-    reduce(rows[:-2], rows[1:-1], out=out)
-    reduce(out, rows[2:], out=out)
+def _sliding(reduce, rows: torch.Tensor, out: torch.Tensor) -> None:
+    """out[f] = reduce over rows f .. f + len(rows) - len(out) (reduce: torch.maximum or
+    torch.minimum)."""
+    count = out.shape[0]
+    reduce(rows[:count], rows[1:count + 1], out=out)
+    for offset in range(2, rows.shape[0] - count + 1):
+        reduce(out, rows[offset:offset + count], out=out)
 
 
 def _window_affines(sincnet: nn.Module, signal: torch.Tensor, count: int, window_step: int,
@@ -128,13 +131,13 @@ def _window_affines(sincnet: nn.Module, signal: torch.Tensor, count: int, window
     """Window j's sinc responses are scale[j] * r + shift[j] with r the stretch's: scale
     (count,), shift (count, filters), from the waveform norm's statistics and affine."""
     norm = sincnet.wav_norm1d
-    variance, mean = window_moments(signal, count, window_step, window_samples)
+    variance, mean = _window_moments(signal, count, window_step, window_samples)
     filter_sums = sincnet.conv1d[0].filterbank.filters().sum(dim=(1, 2))
     scale = norm.weight / torch.sqrt(variance + norm.eps)
     return scale, (norm.bias - scale * mean)[:, None] * filter_sums
 
 
-def window_moments(signal: torch.Tensor, count: int, step: int,
+def _window_moments(signal: torch.Tensor, count: int, step: int,
                    length: int) -> Tuple[torch.Tensor, torch.Tensor]:
     """(variance, mean), each (count,) float32, of signal[j * step : j * step + length]
     (signal: (samples,)), from float64 running sums of the signal and its square."""
