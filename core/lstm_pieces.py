@@ -8,9 +8,10 @@ frames stay in memory the allocator keeps. Measured in whole-file inference at o
 (`python bench/lstm_pieces.py --threads 1`: 3 min of audio, 10 s windows, 1 s step, batch
 32; in turns, medians of 6): 5.40 -> 4.40 s (0.82x), page faults 359 000 -> 2 000 per
 file. At two or more threads the batch runs in two halves on two threads
-(core/lstm_threads.py), 16 sequences each; pieces inside the halves cut the faults too (123 000-167 000 -> 19 000 per file) but not clearly the
-time (0.94x to 1.11x in four runs), so they are not used there. The rows of an LSTM do not
-interact: outputs are bitwise those of one call.
+(core/lstm_threads.py), 16 sequences each; pieces inside the halves cut the faults too
+(123 000-167 000 -> 19 000 per file) but not clearly the time (0.94x to 1.11x in four
+runs), so they are not used there. The rows of an LSTM do not interact: outputs are
+bitwise those of one call.
 """
 
 from __future__ import annotations
