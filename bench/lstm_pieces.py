@@ -13,10 +13,7 @@ page faults per file of each, and the ratio of the medians.
 from __future__ import annotations
 
 import argparse
-import resource
-import statistics
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -24,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 import core.lstm_pieces as lstm_pieces  # noqa: E402
+from bench.turns import in_turns  # noqa: E402
 from core import build_model  # noqa: E402
 from eval.inference import infer_file  # noqa: E402
 
@@ -41,24 +39,22 @@ def main() -> int:
     model = build_model("audio").eval()
     waveform = 0.1 * torch.randn(1, int(16000 * 60 * args.minutes))
     settings = {"pieces": lstm_pieces.FRAMES_PER_CALL, "one call": 10 ** 12}
-    seconds = {name: [] for name in settings}
-    faults = {name: 0 for name in settings}
-    infer_file(model, waveform, amp=args.amp)  # warm-up
-    for repeat in range(args.repeats):
-        for name in (list(settings) if repeat % 2 else list(settings)[::-1]):
-            lstm_pieces.FRAMES_PER_CALL = settings[name]
-            before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-            started = time.perf_counter()
+
+    def run(frames_per_call: int):
+        def infer() -> None:
+            lstm_pieces.FRAMES_PER_CALL = frames_per_call
             infer_file(model, waveform, amp=args.amp)
-            seconds[name].append(time.perf_counter() - started)
-            faults[name] += resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+        return infer
+
+    infer_file(model, waveform, amp=args.amp)  # warm-up
+    timings = in_turns({name: run(value) for name, value in settings.items()}, args.repeats)
     lstm_pieces.FRAMES_PER_CALL = settings["pieces"]
     print(f"{args.minutes:g} min file, {args.threads} threads, amp {args.amp}, "
           f"{args.repeats} repeats in turns")
-    for name in settings:
-        print(f"  {name}: median {statistics.median(seconds[name]):.2f} s, best "
-              f"{min(seconds[name]):.2f} s, {faults[name] // args.repeats} page faults per file")
-    ratio = statistics.median(seconds["pieces"]) / statistics.median(seconds["one call"])
+    for name, timed in timings.items():
+        print(f"  {name}: median {timed.median:.2f} s, best {min(timed.seconds):.2f} s, "
+              f"{timed.faults_per_run} page faults per file")
+    ratio = timings["pieces"].median / timings["one call"].median
     print(f"  pieces / one call: {ratio:.2f}x")
     return 0
 

@@ -25,6 +25,7 @@ import torch.nn.functional as F  # noqa: E402
 from torch.profiler import ProfilerActivity, profile  # noqa: E402
 
 from bench import floor  # noqa: E402
+from bench.turns import in_turns  # noqa: E402
 from core import build_model  # noqa: E402
 
 
@@ -58,21 +59,22 @@ def halves_ab(train_step: Callable[[], None], pairs: int, warmup: int) -> int:
 
     split = backbone.splits_batch
     settings = {"halves": split, "one call": lambda lstm, inputs: False}
+
+    def step_with(setting: Callable) -> Callable[[], None]:
+        def step() -> None:
+            backbone.splits_batch = setting
+            train_step()
+        return step
+
     for _ in range(warmup):
         train_step()
-    times: dict = {name: [] for name in settings}
     try:
-        for index in range(pairs):
-            for name in (list(settings) if index % 2 == 0 else list(settings)[::-1]):
-                backbone.splits_batch = settings[name]
-                started = time.perf_counter()
-                train_step()
-                times[name].append(time.perf_counter() - started)
+        timings = in_turns({name: step_with(s) for name, s in settings.items()}, pairs)
     finally:
         backbone.splits_batch = split
-    for name, values in times.items():
-        print(f"{name}: median {statistics.median(values):.2f} s "
-              f"({', '.join(f'{v:.2f}' for v in values)})")
+    for name, timed in timings.items():
+        print(f"{name}: median {timed.median:.2f} s "
+              f"({', '.join(f'{v:.2f}' for v in timed.seconds)})")
     return 0
 
 

@@ -15,12 +15,9 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import resource
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,6 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
+from bench.turns import in_turns  # noqa: E402
 from core.sincnet import SincNet  # noqa: E402
 from core.sincnet_windows import Workspace  # noqa: E402
 
@@ -72,25 +70,17 @@ def main() -> int:
         "this checkout": lambda: _shared(ours, stretch, windows, step, workspace),
         args.against: lambda: _shared(theirs, stretch, windows, step, None),
     }
-    seconds = {name: [] for name in runs}
-    faults = {name: 0 for name in runs}
     with torch.inference_mode():
         plain = ours(windows.contiguous())
         distance = {name: float((run() - plain).abs().max()) for name, run in runs.items()}
-        for repeat in range(args.repeats):
-            for name in (list(runs) if repeat % 2 else list(runs)[::-1]):
-                before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-                started = time.perf_counter()
-                runs[name]()
-                seconds[name].append(time.perf_counter() - started)
-                faults[name] += resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+        timings = in_turns(runs, args.repeats)
     print(f"SincNet over {count} windows of 10 s, 1 s apart, {args.threads} threads, "
           f"{args.repeats} repeats in turns")
-    for name in runs:
-        print(f"  {name}: median {statistics.median(seconds[name]):.3f} s, best "
-              f"{min(seconds[name]):.3f} s, {faults[name] // args.repeats} page faults per "
-              f"batch, max |shared - per-window| {distance[name]:.1e}")
-    ratio = statistics.median(seconds["this checkout"]) / statistics.median(seconds[args.against])
+    for name, timed in timings.items():
+        print(f"  {name}: median {timed.median:.3f} s, best {min(timed.seconds):.3f} s, "
+              f"{timed.faults_per_run} page faults per batch, max |shared - per-window| "
+              f"{distance[name]:.1e}")
+    ratio = timings["this checkout"].median / timings[args.against].median
     print(f"  ratio of medians: {ratio:.2f}x")
     return 0
 
