@@ -114,6 +114,7 @@ def main() -> None:
                          batch_first=True, dropout=0.5 if args.backward else 0.0)
     lstm.train(args.backward)
     halves = "batch halves, 2 threads"
+    threaded = "directions, 2 Python threads"  # one intra-op thread per Python thread
     if args.backward:
         upstream = torch.randn(args.batch_size, args.frames, 2 * HIDDEN)
 
@@ -135,7 +136,6 @@ def main() -> None:
             warnings.simplefilter("ignore")
             quantized = torch.ao.quantization.quantize_dynamic(
                 torch.nn.Sequential(lstm), {torch.nn.LSTM}, dtype=torch.qint8)
-        threaded = "directions, 2 Python threads"  # one intra-op thread per Python thread
         variants = {
             "nn.LSTM": lambda: lstm(x)[0],
             "directions, serial": lambda: run_serial(pairs, x),
@@ -165,7 +165,7 @@ def main() -> None:
             for name, fn in variants.items():
                 if name in multi_threaded and threads < 2:
                     continue
-                torch.set_num_threads(1 if name == "directions, 2 Python threads" else threads)
+                torch.set_num_threads(1 if name == threaded else threads)
                 diff = (fn().float() - reference).abs().max().item()
                 timings[name] = (best_time(fn, args.repeats), diff)
             base = timings["nn.LSTM"][0]

@@ -402,7 +402,8 @@ def main() -> int:
                                         tuple(t / audio_s for t in seconds[ours_name]),
                                         tuple(t / audio_s for t in seconds["pyannote"]), "",
                                         "<= 0.5x")
-            windows = len(window_starts(waveform.shape[-1], 160000, 16000))
+            windows = len(window_starts(waveform.shape[-1], int(DURATION_S * SAMPLE_RATE),
+                                        SAMPLE_RATE))  # 1 s step
             per_batch = args.infer_batch_size / windows  # file seconds -> seconds per batch
             measured_inference = {"float32": seconds["ours"][0] * per_batch,
                                   "pyannote": seconds["pyannote"][0] * per_batch}

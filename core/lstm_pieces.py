@@ -16,8 +16,6 @@ bitwise those of one call.
 
 from __future__ import annotations
 
-from typing import Tuple
-
 import torch
 import torch.nn as nn
 
@@ -29,10 +27,12 @@ FRAMES_PER_CALL = 8 * 589  # sequences x frames per library call
 def in_pieces(lstm: nn.LSTM, inputs: torch.Tensor) -> bool:
     """True where lstm_in_pieces applies: CPU inference (no autograd, no dropout) on more
     sequences than one piece holds."""
-    batch, frames = _batch_frames(lstm, inputs)
+    if inputs.dim() != 3:
+        return False
+    dim = 0 if lstm.batch_first else 1
     return (inputs.device.type == "cpu" and not torch.is_grad_enabled()
             and not (lstm.training and lstm.dropout > 0) and not lstm.proj_size
-            and inputs.dim() == 3 and batch > _piece(frames))
+            and inputs.shape[dim] > _piece(inputs.shape[1 - dim]))
 
 
 def lstm_in_pieces(lstm: nn.LSTM, inputs: torch.Tensor) -> torch.Tensor:
@@ -41,19 +41,10 @@ def lstm_in_pieces(lstm: nn.LSTM, inputs: torch.Tensor) -> torch.Tensor:
     weights = list(lstm._flat_weights)
     masks = [None] * (lstm.num_layers - 1)
     dim = 0 if lstm.batch_first else 1
-    batch, frames = _batch_frames(lstm, inputs)
-    piece = _piece(frames)
+    batch, piece = inputs.shape[dim], _piece(inputs.shape[1 - dim])
     outputs = [run_layers(lstm, inputs.narrow(dim, start, min(piece, batch - start)), weights,
                           masks) for start in range(0, batch, piece)]
     return torch.cat(outputs, dim=dim) if len(outputs) > 1 else outputs[0]
-
-
-def _batch_frames(lstm: nn.LSTM, inputs: torch.Tensor) -> Tuple[int, int]:
-    """(sequences, frames) of a (batched) LSTM input."""
-    if inputs.dim() != 3:
-        return 1, inputs.shape[0]
-    return (inputs.shape[0], inputs.shape[1]) if lstm.batch_first else (inputs.shape[1],
-                                                                         inputs.shape[0])
 
 
 def _piece(frames: int) -> int:
