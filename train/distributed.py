@@ -14,6 +14,16 @@ from typing import Any, Dict, Iterator, List
 import torch
 import torch.distributed as dist
 
+# Imported before any process group exists, on purpose: its functions take `group=group.WORLD`
+# as a default argument, evaluated at import. DistributedDataParallel imports it; imported
+# after init_process_group, those defaults keep the default group alive, so
+# destroy_process_group could not free it and gloo's worker threads ran on until the
+# interpreter's exit (tests/test_train_ddp.py counts them). Tearing a group down during
+# interpreter exit is the likely cause of a rare SIGABRT after a clean stop, seen once in
+# the two-rank stop test ("terminate called without an active exception").
+if dist.is_available():
+    import torch.distributed.nn.functional  # noqa: F401
+
 
 @dataclass(frozen=True)
 class World:
