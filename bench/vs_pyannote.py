@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import resource
 import statistics
 import sys
 import tempfile
@@ -222,13 +223,15 @@ def time_inference(ours, theirs, waveform: torch.Tensor, batch_size: int, repeat
     for repeat in range(repeats):
         for name in names[repeat % len(names):] + names[:repeat % len(names)]:
             floor.synchronize(device)
+            faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
             started, started_cpu = time.perf_counter(), time.process_time()
             runs[name]()
             floor.synchronize(device)
             results[name].append((time.perf_counter() - started,
                                   time.process_time() - started_cpu))
+            faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
             print(f"  infer {repeat + 1}/{repeats} {name}: {results[name][-1][0]:.1f} s "
-                  f"({results[name][-1][1]:.1f} s cpu)", flush=True)
+                  f"({results[name][-1][1]:.1f} s cpu, {faults} minor page faults)", flush=True)
     medians = {name: _median_pair(values) for name, values in results.items()}
     if "bf16" in outputs:
         exact, bf16 = outputs["off"], outputs["bf16"]
