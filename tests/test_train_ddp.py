@@ -114,8 +114,8 @@ def test_a_signal_on_one_rank_stops_every_rank_at_the_same_step(tmp_path):
 @pytest.mark.slow
 def test_every_rank_leaves_the_process_group_with_its_threads_joined(tmp_path):
     # train() destroys the process group on the way out; with DDP in use the gloo group
-    # (and its worker threads) outlived that and was torn down at interpreter exit, a
-    # rare SIGABRT there (see train/distributed.py)
+    # (and its worker threads) used to outlive that until interpreter exit, the likely
+    # cause of a rare SIGABRT there (see train/distributed.py)
     ranks = run_two_ranks(tmp_path, "threads", stop_at=1)
     if ranks[0]["gloo_threads_after"] < 0:
         pytest.skip("no /proc/self/task to count threads")
