@@ -144,8 +144,8 @@ class PyanNet(nn.Module):
 
     def head(self, features: torch.Tensor) -> torch.Tensor:
         """(batch, frame, lstm outputs) -> (batch, frame, class) log-probs or probabilities."""
-        for layer in self.linear:
-            features = F.leaky_relu(layer(features))
+        for layer in self.linear:  # in place on the layer's fresh output: no extra tensor
+            features = F.leaky_relu_(layer(features))
         logits = self.classifier(features)
         if self.powerset is not None:
             return F.log_softmax(logits.float(), dim=-1)
