@@ -5,7 +5,10 @@
 # on files (bf16) and in memory (float32 / bf16 / fp16).
 #
 #   bash bench/gpu_check.sh [OUT]     # OUT: where logs and reports go (default bench/out/gpu)
+#   PARTS="cuda-tests vs-pyannote demo" bash bench/gpu_check.sh OUT   # only these parts
 #
+# Parts: cuda-tests vs-pyannote profile-off profile-bf16 demo cudnn-dropout
+# train-loop-files train-loop-off train-loop-bf16 train-loop-fp16 (PARTS empty or unset: all).
 # Needs a python3 with torch (CUDA), avdiar's requirements and pyannote.audio 4.0.7 (for
 # the comparison). Where pip cannot reach an index, put wheels of the missing packages in
 # .whl/ (see bench/README.md, "GPU"): they are installed into /tmp/site first.
@@ -17,9 +20,11 @@ LOG="$OUT/gpu_check.log"
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
 exec > >(tee -a "$LOG") 2>&1
 
+PARTS=${PARTS:-}
 part() {  # part NAME SECONDS COMMAND...: run with a time limit, say how it ended
     local name=$1 limit=$2 started=$SECONDS
     shift 2
+    if [[ -n $PARTS && " $PARTS " != *" $name "* ]]; then return 0; fi
     echo "=== $name (limit $limit s): $*"
     timeout "$limit" "$@"
     echo "=== $name: exit $? after $((SECONDS - started)) s"
@@ -32,15 +37,17 @@ part cuda-tests 75 python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py \
     "tests/test_train_loop.py::test_resume_follows_the_uninterrupted_trajectory"
 
 part vs-pyannote 120 python3 bench/vs_pyannote.py --device cuda --threads 8 --repeats 10 \
-    --warmup 3 --infer-minutes 30 --infer-repeats 3 --workers -1 --out "$OUT/vs_pyannote_cuda.md"
+    --warmup 3 --infer-minutes 30 --infer-repeats 3 --per-window --workers -1 --out "$OUT/vs_pyannote_cuda.md"
 
 for amp in off bf16; do
     part "profile-$amp" 60 python3 bench/profile_step.py --device cuda --amp "$amp"
 done
 
 part demo 160 python3 run.py demo --out /tmp/avdiar_demo_gpu --device cuda --parallel 4
-cp /tmp/avdiar_demo_gpu/comparison.md "$OUT/demo_comparison.md" 2>/dev/null
-tail -n 3 /tmp/avdiar_demo_gpu/runs/*.log 2>/dev/null | tail -n 40
+if [[ -d /tmp/avdiar_demo_gpu ]]; then
+    cp /tmp/avdiar_demo_gpu/comparison.md "$OUT/demo_comparison.md" 2>/dev/null
+    tail -n 3 /tmp/avdiar_demo_gpu/runs/*.log 2>/dev/null | tail -n 40
+fi
 
 part cudnn-dropout 60 python3 bench/cudnn_dropout.py --repeats 5 --steps 20
 

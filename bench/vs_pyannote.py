@@ -14,7 +14,9 @@ Parts (each printed as it finishes, then one Markdown table of ratios ours / pya
           warm-up; the models take turns in every repeat, in a rotating order.
   infer   real-time factor of segmentation over one synthetic file (10 s windows, 1 s step,
           batch 32): eval.inference.infer_file vs pyannote.audio.Inference, both float32;
-          with --device cuda also ours in bf16 autocast (what avdiar does on a GPU).
+          with --device cuda also ours in bf16 autocast (what avdiar does on a GPU); with
+          --per-window also ours float32 with SincNet run on every window (no shared sinc
+          layer), to time what the shared path gains on the device at hand.
   loader  chunks/s of training batches (10 s, batch 32, same worker count) on the synthetic
           database: data.make_train_loader (with 384-dim video) vs pyannote's
           SpeakerDiarization task's train_dataloader (audio only).
@@ -191,12 +193,14 @@ def synthetic_recording(minutes: float, seed: int = 3) -> torch.Tensor:
 
 
 def time_inference(ours, theirs, waveform: torch.Tensor, batch_size: int, repeats: int,
-                   device: torch.device) -> Dict[str, Seconds]:
+                   device: torch.device, per_window: bool = False) -> Dict[str, Seconds]:
     """Median (wall, CPU) seconds for the whole file: {"ours": ..., "pyannote": ...}, both
     float32, and "ours bf16" (autocast) on CUDA or a CPU with native bf16; they take turns,
     in a rotating order. With bf16 also {"bf16 max prob diff": ..., "bf16 frames changed":
     ...}: ours bf16 against ours float32, the largest probability difference and the share
-    of (window, frame, speaker) activations that differ."""
+    of (window, frame, speaker) activations that differ. per_window: also "ours per-window",
+    float32 with SincNet run on every window (infer_file's share_sinc=False), and
+    "per-window max prob diff" against ours float32."""
     from pyannote.audio import Inference
 
     from eval.inference import infer_file
@@ -206,10 +210,11 @@ def time_inference(ours, theirs, waveform: torch.Tensor, batch_size: int, repeat
 
     outputs = {}
 
-    def ours_run(amp: str):
+    def ours_run(amp: str, share_sinc: bool = True):
         def run():
-            outputs[amp] = infer_file(ours, waveform, step_ratio=1.0 / DURATION_S,
-                                      batch_size=batch_size, device=device, amp=amp)
+            outputs[amp if share_sinc else "per-window"] = infer_file(
+                ours, waveform, step_ratio=1.0 / DURATION_S, batch_size=batch_size,
+                device=device, amp=amp, share_sinc=share_sinc)
         return run
 
     runs = {
@@ -218,6 +223,8 @@ def time_inference(ours, theirs, waveform: torch.Tensor, batch_size: int, repeat
     }
     if device.type == "cuda" or native_bf16():
         runs["ours bf16"] = ours_run("bf16")
+    if per_window:
+        runs["ours per-window"] = ours_run("off", share_sinc=False)
     results: Dict[str, List[Seconds]] = {name: [] for name in runs}
     names = list(runs)
     for repeat in range(repeats):
@@ -237,6 +244,9 @@ def time_inference(ours, theirs, waveform: torch.Tensor, batch_size: int, repeat
         exact, bf16 = outputs["off"], outputs["bf16"]
         medians["bf16 max prob diff"] = float(abs(exact.probabilities - bf16.probabilities).max())
         medians["bf16 frames changed"] = float((exact.activations != bf16.activations).mean())
+    if "per-window" in outputs:
+        medians["per-window max prob diff"] = float(
+            abs(outputs["off"].probabilities - outputs["per-window"].probabilities).max())
     return medians
 
 
@@ -310,11 +320,13 @@ def timing_rows(name: str, ours: Seconds, theirs: Seconds, unit: str,
 
 def ratio_row(name: str, ours: float, theirs: float, unit: str, target: str,
               higher_is_better: bool = False) -> List[str]:
+    """One table row; an empty target leaves "met" empty (a row for information)."""
     ratio = ours / theirs
-    bound = float(target.lstrip("<>= x").rstrip("x"))
-    met = ratio >= bound if higher_is_better else ratio <= bound
-    return [name, f"{ours:.3g} {unit}", f"{theirs:.3g} {unit}", f"{ratio:.2f}x", target,
-            "yes" if met else "no"]
+    met = ""
+    if target:
+        bound = float(target.lstrip("<>= x").rstrip("x"))
+        met = "yes" if (ratio >= bound if higher_is_better else ratio <= bound) else "no"
+    return [name, f"{ours:.3g} {unit}", f"{theirs:.3g} {unit}", f"{ratio:.2f}x", target, met]
 
 
 def main() -> int:
@@ -328,6 +340,9 @@ def main() -> int:
                              "native bf16, else 1: emulated bf16 is ~100x slower); 0 skips it")
     parser.add_argument("--infer-minutes", type=float, default=30.0, help="file length; 0 skips")
     parser.add_argument("--infer-batch-size", type=int, default=32)
+    parser.add_argument("--per-window", action="store_true",
+                        help="also time ours with SincNet run on every window (the path "
+                             "before the shared sinc layer), float32")
     parser.add_argument("--infer-repeats", type=int, default=1,
                         help="whole-file runs per side, in turns (median)")
     parser.add_argument("--database", default="/tmp/bench_db",
@@ -394,7 +409,7 @@ def main() -> int:
             print(f"infer: {args.infer_minutes:g} min file", flush=True)
             waveform = synthetic_recording(args.infer_minutes)
             seconds = time_inference(ours, theirs, waveform, args.infer_batch_size,
-                                     args.infer_repeats, device)
+                                     args.infer_repeats, device, args.per_window)
             audio_s = args.infer_minutes * 60
             name = (f"inference RTF, {args.infer_minutes:g} min file, 10 s windows / 1 s step, "
                     f"batch {args.infer_batch_size}")
@@ -405,6 +420,14 @@ def main() -> int:
                                         tuple(t / audio_s for t in seconds[ours_name]),
                                         tuple(t / audio_s for t in seconds["pyannote"]), "",
                                         "<= 0.5x")
+            if "ours per-window" in seconds:
+                rows += timing_rows(f"{name}, ours float32 with SincNet per window (former "
+                                    "path) vs pyannote float32",
+                                    tuple(t / audio_s for t in seconds["ours per-window"]),
+                                    tuple(t / audio_s for t in seconds["pyannote"]), "", "")
+                rows.append(["inference, ours per-window vs ours float32: max probability "
+                             "difference", f"{seconds['per-window max prob diff']:.1e}",
+                             "", "", "", ""])
             windows = len(window_starts(waveform.shape[-1], int(DURATION_S * SAMPLE_RATE),
                                         SAMPLE_RATE))  # 1 s step
             per_batch = args.infer_batch_size / windows  # file seconds -> seconds per batch

@@ -12,10 +12,12 @@ import pytest
 import torch
 
 from core import build_model, load_pretrained
+from core.sincnet_windows import sincnet_over_windows
 from eval.inference import infer_file
 from train.loop import train
 from train.toydata import toy_factory
 
+from .test_core_sincnet_windows import WINDOW, _per_window_float64, _sincnet, _stretch, _windows
 from .test_train_loop import last, scalars, tiny
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -67,6 +69,24 @@ def test_infer_file_on_cuda_matches_the_cpu(no_tf32):
     assert np.abs(float32.probabilities - on_cpu.probabilities).max() <= 1e-4
     assert np.abs(autocast.probabilities - on_cpu.probabilities).max() <= 0.05
     assert (autocast.activations == on_cpu.activations).mean() >= 0.95
+
+
+@pytest.mark.parametrize("gamma,beta,step,count", [
+    (1.0, 0.0, 1600, 6), (-0.7, 0.2, 480, 5), (1.3, -0.5, 3200, 40)])
+def test_shared_sinc_on_cuda_equals_the_per_window_forward(no_tf32, gamma, beta, step, count):
+    """SincNet over the windows of one stretch (whole batch and stretch at once on CUDA) is
+    as close to the float64 per-window forward as the per-window float32 forward on CUDA."""
+    sincnet = _sincnet(gamma, beta)
+    stretch = _stretch(count, step)
+    windows = _windows(stretch, step)
+    truth = _per_window_float64(sincnet, windows)
+    sincnet.cuda()
+    with torch.inference_mode():
+        shared = sincnet_over_windows(sincnet, stretch.cuda(), step, count, WINDOW).cpu()
+        plain = sincnet(windows.cuda()).cpu()
+    assert shared.shape == plain.shape == truth.shape
+    plain_error = (plain.double() - truth).abs().max()
+    assert (shared.double() - truth).abs().max() <= 2 * plain_error + 1e-6
 
 
 @pytest.mark.parametrize("amp", ["off", "bf16", "fp16"])
