@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # GPU checks in one go (at most 14 minutes; its parts took about 5 together on an H100):
-# the CUDA tests, avdiar vs pyannote.audio on the GPU, a profile of the step, the demo on
-# CUDA, what exact resume costs (cuDNN dropout re-seed), and the training loop's throughput
-# on files (bf16) and in memory (float32 / bf16 / fp16).
+# the CUDA tests, avdiar vs pyannote.audio on the GPU, profiles of inference and of the
+# step, the demo on CUDA, what exact resume costs (cuDNN dropout re-seed), and the training
+# loop's throughput on files (bf16) and in memory (float32 / bf16 / fp16).
 #
 #   bash bench/gpu_check.sh [OUT]     # OUT: where logs and reports go (default bench/out/gpu)
 #   PARTS="cuda-tests vs-pyannote demo" bash bench/gpu_check.sh OUT   # only these parts
 #
-# Parts: cuda-tests vs-pyannote profile-off profile-bf16 demo cudnn-dropout
+# Parts: cuda-tests vs-pyannote profile-infer profile-off profile-bf16 demo cudnn-dropout
 # train-loop-files train-loop-off train-loop-bf16 train-loop-fp16 (PARTS empty or unset: all).
 # Needs a python3 with torch (CUDA), avdiar's requirements and pyannote.audio 4.0.7 (for
 # the comparison). Where pip cannot reach an index, put wheels of the missing packages in
@@ -37,7 +37,10 @@ part cuda-tests 75 python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py \
     "tests/test_train_loop.py::test_resume_follows_the_uninterrupted_trajectory"
 
 part vs-pyannote 120 python3 bench/vs_pyannote.py --device cuda --threads 8 --repeats 10 \
-    --warmup 3 --infer-minutes 30 --infer-repeats 3 --per-window --workers -1 --out "$OUT/vs_pyannote_cuda.md"
+    --warmup 3 --infer-minutes 30 --infer-repeats 5 --per-window --workers -1 --out "$OUT/vs_pyannote_cuda.md"
+
+part profile-infer 90 python3 bench/profile_infer.py --device cuda --threads 8 --minutes 10 \
+    --repeats 3
 
 for amp in off bf16; do
     part "profile-$amp" 60 python3 bench/profile_step.py --device cuda --amp "$amp"

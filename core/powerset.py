@@ -42,8 +42,7 @@ class Powerset:
         mapping = self.mapping.to(device=scores.device, dtype=torch.float32)
         if soft:
             return torch.exp(scores.float()) @ mapping
-        hard = F.one_hot(scores.argmax(dim=-1), self.num_classes).float()
-        return hard @ mapping
+        return mapping[scores.argmax(dim=-1)]  # the rows of the most likely classes
 
     def class_ids(self, multilabel: torch.Tensor) -> torch.Tensor:
         """(batch, frame, speaker) 0/1 activity -> (batch, frame) powerset class index.

@@ -222,8 +222,9 @@ class SincNet(nn.Module):
         count, _, window_samples = windows.shape
         last = (count - 1) * window_step
         if stretch.shape[-1] < last + window_samples or not (
-                torch.equal(windows[0, 0], stretch[0, :window_samples])
-                and torch.equal(windows[-1, 0], stretch[0, last:last + window_samples])):
+                _views_every(windows, stretch, window_step)
+                or (torch.equal(windows[0, 0], stretch[0, :window_samples])
+                    and torch.equal(windows[-1, 0], stretch[0, last:last + window_samples]))):
             raise ValueError("shared_first_layer: the windows are not slices of the stretch "
                              f"every {window_step} samples")
         if torch.is_grad_enabled():
@@ -231,6 +232,17 @@ class SincNet(nn.Module):
                                "torch.inference_mode() or torch.no_grad()")
         return sincnet_over_windows(self, stretch, window_step, count, window_samples,
                                     workspace)
+
+
+def _views_every(windows: torch.Tensor, stretch: torch.Tensor, step: int) -> bool:
+    """True when windows (count, 1, samples) is the view stretch.unfold(-1, samples,
+    step).transpose(0, 1) of stretch (1, samples'): checked on the memory layout, so that
+    on a GPU the check does not wait for the device (comparing values would)."""
+    return (windows.device == stretch.device and windows.dtype == stretch.dtype
+            and windows.untyped_storage().data_ptr() == stretch.untyped_storage().data_ptr()
+            and windows.storage_offset() == stretch.storage_offset()
+            and windows.stride(0) == step * stretch.stride(-1)
+            and windows.stride(-1) == stretch.stride(-1))
 
 
 def _max_pool(inputs: torch.Tensor, size: int) -> torch.Tensor:

@@ -65,8 +65,14 @@ def sincnet_over_windows(sincnet: nn.Module, stretch: torch.Tensor, window_step:
         stretch = stretch.float()
         high, low = _sliding_extremes(sincnet, stretch, workspace, on_cpu)
         scale, shift = _window_affines(sincnet, stretch[0], count, window_step, window_samples)
-    if float(sincnet.wav_norm1d.weight) < 0:  # then every a_j < 0: a_j r + c_j is
-        high, low = low, high                 # largest where r is smallest
+    # a negative norm weight makes every a_j < 0: a_j r + c_j is then largest where r is
+    # smallest, and high and low swap roles
+    negative = sincnet.wav_norm1d.weight < 0
+    if on_cpu:
+        if negative:
+            high, low = low, high
+    else:  # without reading the sign, which would wait for the GPU
+        high, low = torch.where(negative, low, high), torch.where(negative, high, low)
     frame_step = window_step // sincnet.stride
     frames = (window_samples - sincnet.KERNEL_SIZE) // sincnet.stride + 1
     pooled = frames // pool

@@ -110,17 +110,15 @@ def _autocast(device: torch.device, amp: str = "auto"):
                           dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
 
 
-def _batches(waveform: torch.Tensor, starts: np.ndarray, window_samples: int,
-             batch_size: int) -> Iterator[Tuple[np.ndarray, torch.Tensor, torch.Tensor]]:
-    """(starts, stretch (1, samples), windows (n, 1, window_samples)) per batch; the windows
-    are a view of the stretch (no copy), which covers them all. starts must be evenly spaced."""
+def _stretches(waveform: torch.Tensor, starts: np.ndarray,
+               window_samples: int, batch_size: int) -> Iterator[Tuple[np.ndarray, torch.Tensor]]:
+    """(starts, stretch (1, samples)) per batch: the stretch of audio that covers the batch's
+    windows (a view of the zero-padded waveform). starts must be evenly spaced."""
     padded = torch.nn.functional.pad(
         waveform, (0, max(int(starts[-1]) + window_samples - waveform.shape[-1], 0)))
-    step = int(starts[1] - starts[0]) if len(starts) > 1 else window_samples
     for first in range(0, len(starts), batch_size):
         chunk = starts[first:first + batch_size]
-        stretch = padded[:, int(chunk[0]):int(chunk[-1]) + window_samples]
-        yield chunk, stretch, stretch.unfold(-1, window_samples, step).transpose(0, 1)
+        yield chunk, padded[:, int(chunk[0]):int(chunk[-1]) + window_samples]
 
 
 def _shares_sinc(model: nn.Module, step_samples: int) -> bool:
@@ -156,12 +154,15 @@ def infer_file(model: nn.Module, waveform: torch.Tensor, video: Optional[np.ndar
     num_video = int(round(float(model.duration_s) * fps))
     use_video = video is not None and bool(getattr(model, "is_fusion", False))
     powerset = getattr(model, "powerset", None)
-    hard_parts, soft_parts = [], []
+    outputs = _Outputs(torch.device(device))
     bar = _progress(len(starts), desc, progress)
     model.eval()
     share = share_sinc and len(starts) > 1 and _shares_sinc(model, step_samples)
     workspace = Workspace()  # SincNet's buffers, reused from batch to batch
-    for chunk, stretch, waves in _batches(waveform.float(), starts, window_samples, batch_size):
+    for chunk, stretch in _stretches(waveform.float(), starts, window_samples, batch_size):
+        # only the stretch travels to the device; the windows are views of it there
+        stretch = stretch.to(device)
+        waves = stretch.unfold(-1, window_samples, step_samples).transpose(0, 1)
         kwargs = {}
         if use_video:
             slices = [video_slice(video, s / SAMPLE_RATE, num_video, fps) for s in chunk]
@@ -169,28 +170,58 @@ def infer_file(model: nn.Module, waveform: torch.Tensor, video: Optional[np.ndar
             kwargs["video_mask"] = torch.from_numpy(np.stack([m for _, m in slices])).to(device)
         with _autocast(device, amp):
             if share:
-                with model.sincnet.shared_first_layer(stretch.to(device), step_samples,
-                                                      workspace):
-                    scores = model(waves.to(device), **kwargs)
+                with model.sincnet.shared_first_layer(stretch, step_samples, workspace):
+                    scores = model(waves, **kwargs)
             else:
-                scores = model(waves.contiguous().to(device), **kwargs)
+                scores = model(waves.contiguous(), **kwargs)
         scores = scores.float()
         if powerset is not None:
             hard, soft = powerset.to_multilabel(scores), powerset.to_multilabel(scores, soft=True)
         else:
             soft = scores
             hard = (soft > 0.5).float()
-        hard_parts.append(hard.cpu().numpy())
-        soft_parts.append(soft.cpu().numpy())
+        outputs.add(hard, soft)
         bar.update(len(chunk))
     bar.close()
-    center0_s, step_s = model_time_axis(model, hard_parts[0].shape[1])
+    activations, probabilities = outputs.gather()
+    center0_s, step_s = model_time_axis(model, activations.shape[1])
     return WindowOutput(
-        activations=np.concatenate(hard_parts).astype(np.float32),
-        probabilities=np.concatenate(soft_parts).astype(np.float32),
+        activations=activations, probabilities=probabilities,
         chunk_starts_s=starts / SAMPLE_RATE, window_s=window_samples / SAMPLE_RATE,
         center0_s=center0_s, frame_step_s=step_s,
         duration_s=waveform.shape[-1] / SAMPLE_RATE)
+
+
+class _Outputs:
+    """Each batch's (hard, soft) activations, (windows, F, K), kept where they were computed;
+    on a GPU copied to the host `GPU_BATCHES` batches at a time, so that the host does not
+    wait for every batch and queues the next one while the GPU computes."""
+
+    GPU_BATCHES = 64
+
+    def __init__(self, device: torch.device):
+        self._keep = 1 if device.type == "cpu" else self.GPU_BATCHES
+        self._pending: list = []
+        self._hard: list = []
+        self._soft: list = []
+
+    def add(self, hard: torch.Tensor, soft: torch.Tensor) -> None:
+        self._pending.append((hard, soft))
+        if len(self._pending) >= self._keep:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._pending:
+            hard, soft = zip(*self._pending)
+            self._hard.append((torch.cat(hard) if len(hard) > 1 else hard[0]).cpu().numpy())
+            self._soft.append((torch.cat(soft) if len(soft) > 1 else soft[0]).cpu().numpy())
+            self._pending = []
+
+    def gather(self) -> Tuple[np.ndarray, np.ndarray]:
+        """(activations, probabilities) of every window so far, float32 numpy arrays."""
+        self._flush()
+        return (np.concatenate(self._hard).astype(np.float32, copy=False),
+                np.concatenate(self._soft).astype(np.float32, copy=False))
 
 
 def _progress(total: int, desc: str, enabled: bool):

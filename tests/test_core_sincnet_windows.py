@@ -109,3 +109,29 @@ def test_refused_with_autograd_or_in_training():
     with pytest.raises(RuntimeError, match="eval"):
         with sincnet.shared_first_layer(stretch, 1600):
             pass
+
+
+def test_windows_are_checked_by_layout_when_views_and_by_value_otherwise(monkeypatch):
+    """Views of the stretch pass on their memory layout alone (comparing values would make a
+    GPU wait); copies are compared by value; slices every other step are refused."""
+    sincnet = _sincnet()
+    stretch = _stretch(4, 1600)
+    views = stretch.unfold(-1, WINDOW, 1600).transpose(0, 1)
+    copies = views.contiguous()
+    with torch.inference_mode():
+        with sincnet.shared_first_layer(stretch, 1600):
+            by_value = sincnet(copies)
+        compared = []
+        real_equal = torch.equal
+        monkeypatch.setattr(torch, "equal", lambda *a: compared.append(1) or real_equal(*a))
+        with sincnet.shared_first_layer(stretch, 1600):
+            by_layout = sincnet(views)
+        assert compared == []
+        assert torch.equal(by_layout, by_value)
+        with sincnet.shared_first_layer(stretch, 1600):
+            sincnet(copies)
+        assert compared  # the copies were compared by value
+        every_other = stretch.unfold(-1, WINDOW, 800).transpose(0, 1)[:4]  # a view, wrong step
+        with pytest.raises(ValueError, match="not slices"):
+            with sincnet.shared_first_layer(stretch, 1600):
+                sincnet(every_other)

@@ -136,3 +136,20 @@ def test_shared_sinc_scores_match_the_model(gamma, beta, step, silent, tolerance
     with pytest.raises(ValueError, match="multiple of the sinc stride"):
         with model.sincnet.shared_first_layer(stretch, 16005):
             pass
+
+
+def test_outputs_kept_on_a_gpu_are_gathered_in_order(monkeypatch):
+    """On a GPU the batches' outputs are copied to the host several batches at a time; the
+    gathered arrays are those of every batch, in order (run here on CPU tensors)."""
+    from eval.inference import _Outputs
+
+    monkeypatch.setattr(_Outputs, "GPU_BATCHES", 2)
+    outputs = _Outputs(torch.device("cuda"))  # only the device type is read
+    batches = [(torch.full((n, 3, 2), float(i)), torch.full((n, 3, 2), -float(i)))
+               for i, n in enumerate([3, 3, 3, 1, 2])]
+    for hard, soft in batches:
+        outputs.add(hard, soft)
+    activations, probabilities = outputs.gather()
+    np.testing.assert_array_equal(activations, torch.cat([h for h, _ in batches]).numpy())
+    np.testing.assert_array_equal(probabilities, torch.cat([s for _, s in batches]).numpy())
+    assert activations.dtype == np.float32
