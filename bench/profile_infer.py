@@ -24,6 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
+from torch.autograd import DeviceType  # noqa: E402
 from torch.profiler import ProfilerActivity, profile  # noqa: E402
 
 from bench import floor  # noqa: E402
@@ -84,9 +85,10 @@ def main() -> int:
         events = profiler.key_averages()
         print(f"\n### {name}: profiled run {wall:.3f} s wall (profiler overhead included)")
         if device.type == "cuda":
-            kernels = sum(e.self_device_time_total for e in events) / 1e6
-            print(f"GPU kernels {kernels:.3f} s = {100 * kernels / wall:.0f} % of the wall "
-                  "time; the rest the GPU waits for the host")
+            kernels = sum(e.self_device_time_total for e in events
+                          if e.device_type == DeviceType.CUDA) / 1e6  # kernels and copies
+            print(f"GPU kernels and copies {kernels:.3f} s = {100 * kernels / wall:.0f} % of "
+                  "the wall time; in the rest the GPU waits for the host")
         print(events.table(sort_by=sort, row_limit=args.top, max_name_column_width=60))
     return 0
 
