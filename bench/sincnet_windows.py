@@ -14,8 +14,6 @@ forward of this checkout.
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -25,21 +23,10 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
+from bench.revision import load_revision  # noqa: E402
 from bench.turns import in_turns  # noqa: E402
 from core.sincnet import SincNet  # noqa: E402
 from core.sincnet_windows import Workspace  # noqa: E402
-
-
-def load_revision(revision: str, folder: Path):
-    """The SincNet class of `revision`'s core/sincnet.py (imports resolve in this checkout)."""
-    source = subprocess.run(["git", "show", f"{revision}:core/sincnet.py"], cwd=ROOT,
-                            check=True, capture_output=True, text=True).stdout
-    path = folder / "sincnet_at_revision.py"
-    path.write_text(source, encoding="utf-8")
-    spec = importlib.util.spec_from_file_location("sincnet_at_revision", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.SincNet
 
 
 def main() -> int:
@@ -58,7 +45,7 @@ def main() -> int:
             parameter.add_(0.01 * torch.randn_like(parameter))
     ours.eval()
     with tempfile.TemporaryDirectory() as folder:
-        theirs = load_revision(args.against, Path(folder))()
+        theirs = load_revision(args.against, "core/sincnet.py", Path(folder)).SincNet()
     theirs.load_state_dict(ours.state_dict())
     theirs.eval()
     step, window, count = 16000, 160000, args.windows
