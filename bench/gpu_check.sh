@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# GPU checks in one go (at most 14 minutes; its parts took about 5 together on an H100):
+# GPU checks in one go (at most 15 minutes; its parts took about 5 together on an H100):
 # the CUDA tests, avdiar vs pyannote.audio on the GPU, profiles of inference and of the
 # step, the demo on CUDA, what exact resume costs (cuDNN dropout re-seed), and the training
 # loop's throughput on files (bf16) and in memory (float32 / bf16 / fp16).
@@ -37,7 +37,8 @@ part cuda-tests 75 python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py \
     "tests/test_train_loop.py::test_resume_follows_the_uninterrupted_trajectory"
 
 part vs-pyannote 120 python3 bench/vs_pyannote.py --device cuda --threads 8 --repeats 10 \
-    --warmup 3 --infer-minutes 30 --infer-repeats 5 --per-window --workers -1 --out "$OUT/vs_pyannote_cuda.md"
+    --warmup 3 --infer-minutes 30 --infer-repeats 5 --per-window --workers -1 \
+    --out "$OUT/vs_pyannote_cuda.md"
 
 part profile-infer 90 python3 bench/profile_infer.py --device cuda --threads 8 --minutes 10 \
     --repeats 3
