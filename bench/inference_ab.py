@@ -25,9 +25,9 @@ import torch  # noqa: E402
 
 from bench import floor  # noqa: E402
 from bench.revision import load_revision  # noqa: E402
+from bench.setups import audio_model, device_name  # noqa: E402
 from bench.turns import in_turns  # noqa: E402
 from bench.vs_pyannote import synthetic_recording  # noqa: E402
-from core import build_model  # noqa: E402
 from eval.inference import infer_file  # noqa: E402
 
 
@@ -42,9 +42,7 @@ def main() -> int:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    torch.manual_seed(0)
-    model = build_model("audio", lstm={"hidden_size": 128, "num_layers": 4,
-                                       "bidirectional": True, "dropout": 0.5}).to(device).eval()
+    model = audio_model(device).eval()
     waveform = synthetic_recording(args.minutes)
     with tempfile.TemporaryDirectory() as folder:
         earlier = load_revision(args.against, "eval/inference.py", Path(folder)).infer_file
@@ -64,8 +62,7 @@ def main() -> int:
     for go in runs.values():  # warm-up
         go()
     timings = in_turns(runs, args.repeats)
-    where = torch.cuda.get_device_name(device) if device.type == "cuda" else (
-        f"CPU, {args.threads} threads")
+    where = device_name(device, args.threads)
     print(f"{args.minutes:g} min file, batch 32, float32; {where}; {args.repeats} repeats "
           "in turns")
     for name, timing in timings.items():

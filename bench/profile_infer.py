@@ -28,9 +28,9 @@ from torch.autograd import DeviceType  # noqa: E402
 from torch.profiler import ProfilerActivity, profile  # noqa: E402
 
 from bench import floor  # noqa: E402
+from bench.setups import audio_model, device_name  # noqa: E402
 from bench.turns import in_turns  # noqa: E402
 from bench.vs_pyannote import synthetic_recording  # noqa: E402
-from core import build_model  # noqa: E402
 from eval.inference import infer_file  # noqa: E402
 
 
@@ -47,12 +47,9 @@ def main() -> int:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    torch.manual_seed(0)
-    model = build_model("audio", lstm={"hidden_size": 128, "num_layers": 4,
-                                       "bidirectional": True, "dropout": 0.5}).to(device).eval()
+    model = audio_model(device).eval()
     waveform = synthetic_recording(args.minutes)
-    where = torch.cuda.get_device_name(device) if device.type == "cuda" else (
-        f"CPU, {args.threads} threads")
+    where = device_name(device, args.threads)
     print(f"{args.minutes:g} min file, batch {args.batch_size}, amp {args.amp}; {where}; "
           f"torch {torch.__version__}", flush=True)
 

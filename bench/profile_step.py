@@ -25,8 +25,8 @@ import torch.nn.functional as F  # noqa: E402
 from torch.profiler import ProfilerActivity, profile  # noqa: E402
 
 from bench import floor  # noqa: E402
+from bench.setups import audio_model  # noqa: E402
 from bench.turns import in_turns  # noqa: E402
-from core import build_model  # noqa: E402
 
 
 def audio_training_step(device: torch.device, batch_size: int = 32,
@@ -34,9 +34,7 @@ def audio_training_step(device: torch.device, batch_size: int = 32,
     """One training step (forward, NLL on random powerset targets, backward, Adam) of the
     audio-only model with segmentation-3.0's sizes (LSTM 128 x 4, dropout 0.5) on a fixed
     random batch of batch_size x 10 s on `device`; amp "off" or "bf16". No synchronisation."""
-    torch.manual_seed(0)
-    model = build_model("audio", lstm={"hidden_size": 128, "num_layers": 4,
-                                       "bidirectional": True, "dropout": 0.5}).to(device).train()
+    model = audio_model(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
     waveforms = 0.1 * torch.randn(batch_size, 1, 160000, device=device)
     targets = torch.randint(0, 7, (batch_size, 589), device=device)
