@@ -146,7 +146,7 @@ def infer_file(model: nn.Module, waveform: torch.Tensor, video: Optional[np.ndar
         raise ValueError(f"expected a mono waveform (1, samples), got {tuple(waveform.shape)}")
     if not 0.0 < step_ratio <= 1.0:
         raise ValueError(f"--step must be in (0, 1] (a fraction of the window), got {step_ratio}")
-    device = device or next(model.parameters()).device
+    device = torch.device(device or next(model.parameters()).device)
     window_samples = int(round(float(model.duration_s) * SAMPLE_RATE))
     step_samples = max(int(round(window_samples * step_ratio)), 1)
     starts = window_starts(waveform.shape[-1], window_samples, step_samples)
@@ -154,34 +154,31 @@ def infer_file(model: nn.Module, waveform: torch.Tensor, video: Optional[np.ndar
     num_video = int(round(float(model.duration_s) * fps))
     use_video = video is not None and bool(getattr(model, "is_fusion", False))
     powerset = getattr(model, "powerset", None)
-    outputs = _Outputs(torch.device(device))
+    outputs = _Outputs(device)
     bar = _progress(len(starts), desc, progress)
     model.eval()
     share = share_sinc and len(starts) > 1 and _shares_sinc(model, step_samples)
     workspace = Workspace()  # SincNet's buffers, reused from batch to batch
-    for chunk, stretch in _stretches(waveform.float(), starts, window_samples, batch_size):
-        # only the stretch travels to the device; the windows are views of it there
-        stretch = stretch.to(device)
-        waves = stretch.unfold(-1, window_samples, step_samples).transpose(0, 1)
-        kwargs = {}
-        if use_video:
-            slices = [video_slice(video, s / SAMPLE_RATE, num_video, fps) for s in chunk]
-            kwargs["video"] = torch.from_numpy(np.stack([v for v, _ in slices])).to(device)
-            kwargs["video_mask"] = torch.from_numpy(np.stack([m for _, m in slices])).to(device)
-        with _autocast(device, amp):
+    # one autocast context for the whole file: the weights are cast once, not every batch
+    with _autocast(device, amp):
+        for chunk, stretch in _stretches(waveform.float(), starts, window_samples, batch_size):
+            # only the stretch travels to the device; the windows are views of it there
+            stretch = stretch.to(device)
+            waves = stretch.unfold(-1, window_samples, step_samples).transpose(0, 1)
+            kwargs = {}
+            if use_video:
+                slices = [video_slice(video, s / SAMPLE_RATE, num_video, fps) for s in chunk]
+                kwargs["video"] = torch.from_numpy(np.stack([v for v, _ in slices])).to(device)
+                kwargs["video_mask"] = torch.from_numpy(
+                    np.stack([m for _, m in slices])).to(device)
             if share:
                 with model.sincnet.shared_first_layer(stretch, step_samples, workspace):
                     scores = model(waves, **kwargs)
             else:
                 scores = model(waves.contiguous(), **kwargs)
-        scores = scores.float()
-        if powerset is not None:
-            hard, soft = powerset.to_multilabel(scores), powerset.to_multilabel(scores, soft=True)
-        else:
-            soft = scores
-            hard = (soft > 0.5).float()
-        outputs.add(hard, soft)
-        bar.update(len(chunk))
+            with torch.autocast(device.type, enabled=False):  # probabilities in float32
+                outputs.add(*_activations(scores.float(), powerset))
+            bar.update(len(chunk))
     bar.close()
     activations, probabilities = outputs.gather()
     center0_s, step_s = model_time_axis(model, activations.shape[1])
@@ -190,6 +187,14 @@ def infer_file(model: nn.Module, waveform: torch.Tensor, video: Optional[np.ndar
         chunk_starts_s=starts / SAMPLE_RATE, window_s=window_samples / SAMPLE_RATE,
         center0_s=center0_s, frame_step_s=step_s,
         duration_s=waveform.shape[-1] / SAMPLE_RATE)
+
+
+def _activations(scores: torch.Tensor, powerset) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(hard 0/1, soft probabilities), each (windows, F, K) float32, from the model's float32
+    scores: powerset log-probabilities, or multilabel probabilities when powerset is None."""
+    if powerset is not None:
+        return powerset.to_multilabel(scores), powerset.to_multilabel(scores, soft=True)
+    return (scores > 0.5).float(), scores
 
 
 class _Outputs:

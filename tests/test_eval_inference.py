@@ -153,3 +153,32 @@ def test_outputs_kept_on_a_gpu_are_gathered_in_order(monkeypatch):
     np.testing.assert_array_equal(activations, torch.cat([h for h, _ in batches]).numpy())
     np.testing.assert_array_equal(probabilities, torch.cat([s for _, s in batches]).numpy())
     assert activations.dtype == np.float32
+
+
+def test_bf16_inference_turns_scores_into_probabilities_in_float32():
+    """Under bf16 autocast (one context for the whole file) the model runs in bf16, but the
+    probabilities are computed from its scores in float32, as batch by batch by hand."""
+    from pathlib import Path
+
+    from core import load_pretrained
+
+    model = load_pretrained(str(Path(__file__).parent / "fixtures" / "powerset_small.bin"))
+    model.eval()
+    window = int(model.duration_s * 16000)
+    generator = torch.Generator().manual_seed(2)
+    waveform = 0.1 * torch.randn(1, int(window * 2.5), generator=generator)
+    out = infer_file(model, waveform, step_ratio=0.5, batch_size=2, amp="bf16",
+                     share_sinc=False)
+    starts = window_starts(waveform.shape[-1], window, window // 2)
+    padded = torch.nn.functional.pad(waveform, (0, int(starts[-1]) + window - waveform.shape[-1]))
+    windows = torch.stack([padded[:, s:s + window] for s in starts])
+    by_hand, in_bf16 = [], []
+    with torch.inference_mode():
+        for first in range(0, len(windows), 2):
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                scores = model(windows[first:first + 2])
+                in_bf16.append(model.powerset.to_multilabel(scores.float(), soft=True))
+            by_hand.append(model.powerset.to_multilabel(scores.float(), soft=True))
+    np.testing.assert_array_equal(out.probabilities, torch.cat(by_hand).numpy())
+    # the float32 step matters: the same product under autocast rounds otherwise
+    assert not np.array_equal(out.probabilities, torch.cat(in_bf16).float().numpy())
