@@ -17,9 +17,15 @@ def load_revision(revision: str, path: str, folder: Path) -> ModuleType:
     `revision` had it, written to `folder` and imported under a name of its own."""
     source = subprocess.run(["git", "show", f"{revision}:{path}"], cwd=ROOT, check=True,
                             capture_output=True, text=True).stdout
-    name = Path(path).stem + "_at_revision"
-    file = folder / f"{name}.py"
+    file = folder / (Path(path).stem + "_at_revision.py")
     file.write_text(source, encoding="utf-8")
+    return load_file(file)
+
+
+def load_file(file: Path) -> ModuleType:
+    """The module in `file`, imported under its file name (for a copy of an earlier version
+    where there is no git history, e.g. on a GPU machine that gets the working tree only)."""
+    name = Path(file).stem
     spec = importlib.util.spec_from_file_location(name, file)
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module  # dataclasses look their module up there
