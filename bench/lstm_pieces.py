@@ -21,8 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 import core.lstm_pieces as lstm_pieces  # noqa: E402
+from bench.setups import audio_model  # noqa: E402
 from bench.turns import in_turns  # noqa: E402
-from core import build_model  # noqa: E402
 from eval.inference import infer_file  # noqa: E402
 
 
@@ -35,8 +35,7 @@ def main() -> int:
     parser.add_argument("--amp", default="off", choices=["off", "bf16"])
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    model = build_model("audio").eval()
+    model = audio_model(torch.device("cpu")).eval()
     waveform = 0.1 * torch.randn(1, int(16000 * 60 * args.minutes))
     settings = {"pieces": lstm_pieces.FRAMES_PER_CALL, "one call": 10 ** 12}
 
