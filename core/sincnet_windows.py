@@ -64,7 +64,8 @@ def sincnet_over_windows(sincnet: nn.Module, stretch: torch.Tensor, window_step:
     with torch.autocast(device_type=stretch.device.type, enabled=False):
         stretch = stretch.float()
         high, low = _sliding_extremes(sincnet, stretch, workspace, on_cpu)
-        scale, shift = _window_affines(sincnet, stretch[0], count, window_step, window_samples)
+        scale, shift = _window_affines(sincnet, stretch[0], count, window_step, window_samples,
+                                       workspace)
     # a negative norm weight makes every a_j < 0: a_j r + c_j is then largest where r is
     # smallest, and high and low swap roles
     negative = sincnet.wav_norm1d.weight < 0
@@ -89,9 +90,9 @@ def sincnet_over_windows(sincnet: nn.Module, stretch: torch.Tensor, window_step:
         torch.addcmul(c, high.as_strided(*view), a, out=largest)  # a r + c at r's max
         torch.addcmul(-c, low.as_strided(*view), -a, out=smallest)  # -(a r + c) at r's min
         features = torch.maximum(largest, smallest, out=largest)  # max |a r + c|
-        features = _norm_leaky_relu_(features, sincnet.norm1d[0])
+        features = _norm_leaky_relu_(features, sincnet.norm1d[0], workspace)
         for conv, norm in zip(sincnet.conv1d[1:], sincnet.norm1d[1:]):
-            features = _norm_leaky_relu_(_conv_pool(features, conv, pool), norm)
+            features = _norm_leaky_relu_(_conv_pool(features, conv, pool), norm, workspace)
         outputs.append(features)
     return (torch.cat(outputs) if len(outputs) > 1 else outputs[0]).transpose(1, 2)
 
@@ -133,37 +134,46 @@ def _sliding(reduce, rows: torch.Tensor, out: torch.Tensor) -> None:
 
 
 def _window_affines(sincnet: nn.Module, signal: torch.Tensor, count: int, window_step: int,
-                    window_samples: int) -> Tuple[torch.Tensor, torch.Tensor]:
+                    window_samples: int,
+                    workspace: Workspace) -> Tuple[torch.Tensor, torch.Tensor]:
     """Window j's sinc responses are scale[j] * r + shift[j] with r the stretch's: scale
     (count,), shift (count, filters), from the waveform norm's statistics and affine."""
     norm = sincnet.wav_norm1d
-    variance, mean = _window_moments(signal, count, window_step, window_samples)
+    variance, mean = _window_moments(signal, count, window_step, window_samples, workspace)
     filter_sums = sincnet.conv1d[0].filterbank.filters().sum(dim=(1, 2))
     scale = norm.weight / torch.sqrt(variance + norm.eps)
     return scale, (norm.bias - scale * mean)[:, None] * filter_sums
 
 
-def _window_moments(signal: torch.Tensor, count: int, step: int,
-                   length: int) -> Tuple[torch.Tensor, torch.Tensor]:
+def _window_moments(signal: torch.Tensor, count: int, step: int, length: int,
+                    workspace: Workspace) -> Tuple[torch.Tensor, torch.Tensor]:
     """(variance, mean), each (count,) float32, of signal[j * step : j * step + length]
-    (signal: (samples,)), from float64 running sums of the signal and its square."""
-    used = signal[:(count - 1) * step + length].double()
-    sums = F.pad(torch.cumsum(used, 0), (1, 0))
-    squares = F.pad(torch.cumsum(used * used, 0), (1, 0))
+    (signal: (samples,)), from float64 running sums of the signal and its square (in
+    workspace buffers: a fresh 5 MB tensor costs ~1300 page faults)."""
+    samples = (count - 1) * step + length
+    like = signal.new_empty((), dtype=torch.float64)
+    used = workspace.buffer("moments_signal", (samples,), like).copy_(signal[:samples])
+    sums = workspace.buffer("moments_sums", (samples + 1,), like)
+    squares = workspace.buffer("moments_squares", (samples + 1,), like)
+    sums[0], squares[0] = 0, 0
+    torch.cumsum(used, 0, out=sums[1:])
+    torch.cumsum(used.mul_(used), 0, out=squares[1:])
     starts = torch.arange(count, device=signal.device) * step
     mean = (sums[starts + length] - sums[starts]) / length
     variance = ((squares[starts + length] - squares[starts]) / length - mean * mean).clamp(min=0)
     return variance.float(), mean.float()
 
 
-def _norm_leaky_relu_(features: torch.Tensor, norm: nn.InstanceNorm1d) -> torch.Tensor:
+def _norm_leaky_relu_(features: torch.Tensor, norm: nn.InstanceNorm1d,
+                      workspace: Workspace) -> torch.Tensor:
     """Instance norm over frames, then LeakyReLU, in place: (windows, frames, channels)
     contiguous float32. Mean first, then the centred sum of squares (two passes, as
-    PyTorch's CPU instance norm)."""
+    PyTorch's CPU instance norm), the squares in a workspace buffer."""
     frames = features.shape[1]
     mean = features.sum(dim=1, keepdim=True).div_(frames)
     centred = features.sub_(mean)
-    variance = torch.square(centred).sum(dim=1, keepdim=True).div_(frames)
+    squares = workspace.buffer(f"squares{frames}", tuple(features.shape), features)
+    variance = torch.mul(centred, centred, out=squares).sum(dim=1, keepdim=True).div_(frames)
     scale = norm.weight / torch.sqrt(variance + norm.eps)
     return F.leaky_relu_(torch.addcmul(norm.bias, centred, scale, out=centred))
 
