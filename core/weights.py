@@ -70,6 +70,13 @@ KNOWN: Dict[str, KnownFile] = {entry.name: entry for entry in (
     KnownFile("mtcnn/onet",
               "165bfbe42940416ccfb977545cf0e976d5bf321f67083ae2aaaa5c764280118d", 1559269,
               "facenet-pytorch==2.6.0", "facenet_pytorch/data/onet.pt"),
+    # real speech with a reference RTTM (30 s, two speakers, overlap), for tests and docs
+    KnownFile("pyannote/sample.wav",
+              "c319b4abca767b124e41432d364fd7df006cb26bb79d09326c487d606a134e6e", 960104,
+              "pyannote.audio==4.0.7", "pyannote/audio/sample/sample.wav"),
+    KnownFile("pyannote/sample.rttm",
+              "d78fe62c69d8e6dcbb42c26adfce83faccb374c5a1e6d987fe37f85f1c173c87", 596,
+              "pyannote.audio==4.0.7", "pyannote/audio/sample/sample.rttm"),
 )}
 
 
@@ -182,7 +189,7 @@ def fetch_from_wheel(entries: Sequence[KnownFile], *, root: Optional[Path] = Non
 
 def _wheel_prefix(requirement: str) -> str:
     package, _, version = requirement.partition("==")
-    return f"{package.replace('-', '_').lower()}-{version}-"
+    return f"{package.replace('-', '_').replace('.', '_').lower()}-{version}-"
 
 
 def _local_wheel(requirement: str, folder: Path) -> Optional[Path]:
