@@ -28,9 +28,9 @@ import numpy as np
 import soundfile as sf
 import torch
 
+from core.constants import SAMPLE_RATE
 from data.index import DataError, DataWarning, FileRecord
 
-SAMPLE_RATE = 16000
 MAX_OPEN_FILES = 32
 
 _open: "OrderedDict[str, sf.SoundFile]" = OrderedDict()

@@ -15,8 +15,9 @@ import warnings
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
+from core.constants import INFERENCE_AMP_MODES
 from core.wespeaker import WESPEAKER_HUB_ID
-from eval.inference import AMP_MODES
+from eval.clustering import MIN_CLUSTER_SIZE, THRESHOLD
 
 SPLITS = ("test", "development")
 
@@ -28,7 +29,7 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
                    help="window step as a fraction of the model's window (default 0.1)")
     g.add_argument("--batch-size", type=int, default=32, help="windows per forward pass")
     g.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    g.add_argument("--amp", default="auto", choices=AMP_MODES,
+    g.add_argument("--amp", default="auto", choices=INFERENCE_AMP_MODES,
                    help="segmentation precision: auto = bf16 autocast on CUDA, float32 on the "
                         "CPU; off = float32; bf16 also pays on a CPU with AMX or AVX512-BF16 "
                         "(bench/README.md)")
@@ -36,9 +37,9 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("diarization")
     g.add_argument("--embedding", default=WESPEAKER_HUB_ID,
                    help="speaker-embedding checkpoint (file, folder or Hub id), or 'none'")
-    g.add_argument("--threshold", type=float, default=0.7045654963945799,
+    g.add_argument("--threshold", type=float, default=THRESHOLD,
                    help="clustering threshold on L2-normalised embeddings")
-    g.add_argument("--min-cluster-size", type=int, default=12)
+    g.add_argument("--min-cluster-size", type=int, default=MIN_CLUSTER_SIZE)
     g.add_argument("--num-speakers", type=int, default=None)
     g.add_argument("--min-speakers", type=int, default=None)
     g.add_argument("--max-speakers", type=int, default=None)

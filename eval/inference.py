@@ -16,10 +16,10 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from core.constants import INFERENCE_AMP_MODES as AMP_MODES
+from core.constants import SAMPLE_RATE
 from core.sincnet import SincNet
 from core.sincnet_windows import Workspace
-
-SAMPLE_RATE = 16000
 
 
 @dataclass
@@ -83,9 +83,6 @@ def model_time_axis(model: nn.Module, num_frames: int) -> Tuple[float, float]:
     times = times.detach().cpu().double().numpy() if torch.is_tensor(times) else np.asarray(times)
     step = float(times[1] - times[0]) if len(times) > 1 else float(model.duration_s)
     return float(times[0]), step
-
-
-AMP_MODES = ("auto", "off", "bf16", "fp16")
 
 
 def inference_precision(device: torch.device, amp: str = "auto") -> str:

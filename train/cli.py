@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from train.config import Config
+from core.constants import AMP_MODES
+from core.parts import PARTS
+from train.config import SCHEDULERS, Config
 
 
 def _optional_float(text: str):
@@ -73,13 +75,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    "of --lr kept their audio path and let models 6 and 8 beat audio-only in "
                    "the demo, README)")
     g.add_argument("--weight-decay", type=float, default=d.weight_decay)
-    g.add_argument("--scheduler", default=d.scheduler, choices=["constant", "cosine", "linear"])
+    g.add_argument("--scheduler", default=d.scheduler, choices=list(SCHEDULERS))
     g.add_argument("--warmup-steps", type=int, default=d.warmup_steps)
     g.add_argument("--grad-clip", type=_optional_float, default=d.grad_clip,
                    help="max gradient norm, 0 for none (default: %(default)s)")
-    g.add_argument("--amp", default=d.amp, choices=["off", "bf16", "fp16"])
-    g.add_argument("--freeze", default="", help="parts to keep fixed: sincnet,lstm,linear,"
-                   "classifier,fusion (comma-separated)")
+    g.add_argument("--amp", default=d.amp, choices=list(AMP_MODES))
+    g.add_argument("--freeze", default="",
+                   help=f"parts to keep fixed: {','.join(PARTS)} (comma-separated)")
     g.add_argument("--freeze-lstm", action="store_true", help="same as --freeze lstm")
     g.add_argument("--seed", type=int, default=d.seed)
     g.add_argument("--device", default=d.device, choices=["auto", "cpu", "cuda"])

@@ -12,11 +12,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-AMP_MODES = ("off", "bf16", "fp16")
+from core.constants import AMP_MODES
+from core.parts import PARTS
+
 SCHEDULERS = ("constant", "cosine", "linear")
 MODEL_ALIASES = {"0": "audio", "audio": "audio", "6": "late", "late": "late",
                  "7": "early", "early": "early", "8": "hybrid", "hybrid": "hybrid"}
-PART_NAMES = ("sincnet", "lstm", "linear", "classifier", "fusion")
 
 
 def canonical_model(model: Any) -> str:
@@ -112,8 +113,8 @@ class Config:
         need(self.amp in AMP_MODES, f"--amp must be one of {AMP_MODES}, got {self.amp!r}")
         need(self.scheduler in SCHEDULERS,
              f"--scheduler must be one of {SCHEDULERS}, got {self.scheduler!r}")
-        unknown = [p for p in self.freeze if p not in PART_NAMES]
-        need(not unknown, f"--freeze: unknown part(s) {unknown}; parts are {list(PART_NAMES)}")
+        unknown = [p for p in self.freeze if p not in PARTS]
+        need(not unknown, f"--freeze: unknown part(s) {unknown}; parts are {list(PARTS)}")
         need(self.batch_size >= 1, f"--batch-size must be >= 1, got {self.batch_size}")
         need(self.epochs >= 1, f"--epochs must be >= 1, got {self.epochs}")
         need(self.lr > 0, f"--lr must be > 0, got {self.lr}")
