@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 from core.constants import INFERENCE_AMP_MODES
+from core.models import add_esize_argument
 from core.wespeaker import WESPEAKER_HUB_ID
 from eval.clustering import MIN_CLUSTER_SIZE, THRESHOLD
 
@@ -53,7 +54,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="our checkpoint (.pt), or a pyannote one (file, folder or Hub id)")
     g.add_argument("--model", default=None,
                    help="model to build around a pyannote checkpoint (default: its own)")
-    g.add_argument("--esize", type=int, default=None, help="video embedding size (fusion)")
+    add_esize_argument(g, help="video embedding size of a fusion model built around a "
+                               "pyannote checkpoint (ours record their own)")
     g.add_argument("--revision", default=None)
     g.add_argument("--hf-token", dest="hf_token", default=None)
     g = parser.add_argument_group("data")
@@ -168,7 +170,7 @@ def run_evaluation(model, args: argparse.Namespace, out_dir: str) -> Dict:
     collars = sorted(set([0.0, 0.25] + [float(c) for c in collars]))
     return evaluate(model, files, split=split, out_dir=out_dir,
                     video_dir=getattr(args, "video_dir", None),
-                    video_fps=getattr(args, "video_fps", None), esize=getattr(args, "esize", None),
+                    video_fps=getattr(args, "video_fps", None),
                     step_ratio=getattr(args, "step", 0.1),
                     batch_size=getattr(args, "batch_size", 32), collars=collars,
                     skip_overlap=bool(getattr(args, "skip_overlap", False)),

@@ -40,9 +40,10 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
+from core.models import MODEL_NAMES, add_esize_argument
 from data.cli import add_speaker_arguments
 
-MODELS = {"0": "audio", "6": "late", "7": "early", "8": "hybrid"}
+MODELS = {str(model_id): name for model_id, name in MODEL_NAMES.items()}  # "6" -> "late"
 PRETRAIN = "pretrain"  # the run every compared model starts from
 NO_VIDEO = "-novideo"  # suffix of a fusion model's evaluation without its video
 # demo settings that change what a run learns; more --steps only continue the runs
@@ -77,7 +78,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "and the fine-tuned models learned it by heart)")
     parser.add_argument("--eval-minutes", type=float, default=4.0,
                         help="synthetic minutes of development and of test audio (default 4)")
-    parser.add_argument("--esize", type=int, default=128, help="synthetic video embedding size")
+    add_esize_argument(parser, default=128, help="synthetic video embedding size")
     add_speaker_arguments(parser)
     parser.add_argument("--seed", type=int, default=0, help="database and training seed")
     parser.add_argument("--lr", type=float, default=None,

@@ -16,6 +16,7 @@ import torch.nn as nn
 from pyannote.core import Annotation, Segment, Timeline
 from tqdm.auto import tqdm
 
+from core.models import takes_video, video_size
 from eval.embeddings import window_embeddings
 from eval.files import protocol_files, read_video, read_waveform, references_of
 from eval.inference import infer_file, inference_precision
@@ -34,7 +35,7 @@ def default_device() -> torch.device:
 
 def evaluate(model: nn.Module, protocol_or_files: Union[object, Sequence[Dict]], *,
              split: str = "test", out_dir: str, video_dir: Optional[str] = None,
-             video_fps: Optional[float] = None, esize: Optional[int] = None,
+             video_fps: Optional[float] = None,
              step_ratio: float = 0.1, batch_size: int = 32,
              collars: Sequence[float] = (0.0, 0.25), skip_overlap: bool = False,
              clustering: Sequence[str] = ("oracle", "full"),
@@ -63,7 +64,7 @@ def evaluate(model: nn.Module, protocol_or_files: Union[object, Sequence[Dict]],
     if video_fps is not None and getattr(model, "video_fps", None) not in (None, video_fps):
         warnings.warn(f"--video-fps {video_fps} differs from the model's {model.video_fps}; "
                       "the model's is used", stacklevel=2)
-    fusion = bool(getattr(model, "is_fusion", False))
+    fusion = takes_video(model)
     if fusion and not video_dir:
         warnings.warn(f"{type(model).__name__} is a fusion model and no video folder was "
                       "given: every file is processed on audio alone (a video ablation; "
@@ -81,7 +82,7 @@ def evaluate(model: nn.Module, protocol_or_files: Union[object, Sequence[Dict]],
     for file in overall:
         uri = file["uri"]
         waveform = read_waveform(file["audio"])
-        video = read_video(video_dir, uri, esize) if fusion else None
+        video = read_video(video_dir, uri, video_size(model)) if fusion else None
         windows = infer_file(model, waveform, video, step_ratio=step_ratio,
                              batch_size=batch_size, device=device, progress=progress, desc=uri,
                              amp=amp)
@@ -144,7 +145,7 @@ def _modes(clustering: Sequence[str], references: Dict, embedding_model,
 
 def _model_info(model: nn.Module) -> Dict[str, object]:
     return {"class": type(model).__name__, "model_id": getattr(model, "model_id", None),
-            "is_fusion": bool(getattr(model, "is_fusion", False)),
+            "is_fusion": takes_video(model),
             "duration_s": float(getattr(model, "duration_s", 0.0)),
             "powerset": getattr(model, "powerset", None) is not None}
 
@@ -176,7 +177,7 @@ def _write_outputs(out: Path, split, modes, hypotheses, references, uems, extent
                     + (f" (id {model.model_id})" if hasattr(model, "model_id") else ""),
                     "window step": f"{step_ratio:g} of the window",
                     "segmentation precision": precision, "files": len(extents)}
-        if getattr(model, "is_fusion", False):
+        if takes_video(model):
             settings["video"] = str(video_dir) if video_dir else "none (audio alone: an ablation)"
         outputs["csv"] = write_csv(tables, str(out / "report.csv"))
         outputs["markdown"] = write_markdown(tables, str(out / "report.md"),

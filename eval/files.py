@@ -35,7 +35,8 @@ def read_waveform(path: str, sample_rate: int = 16000) -> torch.Tensor:
 
 def read_video(video_dir: Optional[str], uri: str, esize: Optional[int] = None
                ) -> Optional[np.ndarray]:
-    """(frames, E) embeddings of `uri`, or None (with a warning) when there is no file."""
+    """(frames, E) embeddings of `uri`, or None (with a warning) when there is no file.
+    esize: the width the model takes (core.models.video_size), checked when given."""
     if not video_dir:
         return None
     path = Path(video_dir) / f"{uri}.npy"
@@ -47,8 +48,8 @@ def read_video(video_dir: Optional[str], uri: str, esize: Optional[int] = None
     if video.ndim != 2:
         raise ValueError(f"{path}: video embeddings must be (frames, E), got {video.shape}")
     if esize is not None and video.shape[1] != esize:
-        raise ValueError(f"{path}: video embeddings have size {video.shape[1]}, the model "
-                         f"expects --esize {esize}")
+        raise ValueError(f"{path}: video embeddings have size {video.shape[1]}, but the "
+                         f"model takes esize {esize} (from its checkpoint)")
     return video
 
 

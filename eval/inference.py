@@ -18,6 +18,7 @@ import torch.nn as nn
 
 from core.constants import INFERENCE_AMP_MODES as AMP_MODES
 from core.constants import SAMPLE_RATE
+from core.models import takes_video
 from core.sincnet import SincNet
 from core.sincnet_windows import Workspace
 
@@ -149,7 +150,7 @@ def infer_file(model: nn.Module, waveform: torch.Tensor, video: Optional[np.ndar
     starts = window_starts(waveform.shape[-1], window_samples, step_samples)
     fps = float(getattr(model, "video_fps", 25.0) or 25.0)
     num_video = int(round(float(model.duration_s) * fps))
-    use_video = video is not None and bool(getattr(model, "is_fusion", False))
+    use_video = video is not None and takes_video(model)
     powerset = getattr(model, "powerset", None)
     outputs = _Outputs(device)
     bar = _progress(len(starts), desc, progress)

@@ -101,6 +101,18 @@ def test_fusion_model_without_video_is_an_ablation_and_says_so(database, tmp_pat
     assert alone["local"] != both["local"]
 
 
+def test_video_of_another_width_than_the_models_esize_names_the_file(database, tmp_path):
+    """The video width is checked against the model's own esize (what its checkpoint
+    says), not against a flag: embeddings 16 wide, a model built for 8."""
+    root, protocol = database
+    model = build_model("late", esize=8, **TINY)
+    with pytest.raises(ValueError, match=r"ts000\.npy: video embeddings have size 16, but "
+                                         r"the model takes esize 8"):
+        evaluate(model, protocol, split="test", out_dir=str(tmp_path),
+                 video_dir=str(root / "video"), embedding_model=None, progress=False,
+                 num_plots=0, clustering=("oracle",))
+
+
 def test_oracle_on_reference_activations_scores_zero(database):
     """Local speakers cut from a synthetic file's reference: the oracle gives DER 0."""
     from core.receptive_field import frame_times

@@ -10,6 +10,7 @@ import argparse
 import sys
 
 from core.constants import AMP_MODES
+from core.models import MODEL_CHOICES, add_esize_argument
 from core.parts import PARTS
 from train.config import SCHEDULERS, Config
 
@@ -23,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     d = Config()
     g = parser.add_argument_group("model")
     g.add_argument("--model", default=d.model,
-                   help="0/audio, 6/late, 7/early, 8/hybrid (default: audio)")
+                   help=f"{MODEL_CHOICES} (default: audio)")
     g.add_argument("--finetune", action="store_true",
                    help="start from --checkpoint's weights (fusion parts start as identity)")
     g.add_argument("--checkpoint", default=d.checkpoint,
@@ -32,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--revision", default=None, help="Hub revision of --checkpoint")
     g.add_argument("--hf-token", dest="hf_token", default=None,
                    help="Hugging Face token for gated repos (default: $HF_TOKEN)")
-    g.add_argument("--esize", type=int, default=None, help="video embedding size (fusion)")
+    add_esize_argument(g)
     g.add_argument("--modality-dropout", type=float, default=None,
                    help="probability of dropping a chunk's whole video in training")
     g.add_argument("--lstm-hidden", type=int, default=None, help="LSTM hidden size")

@@ -13,19 +13,19 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from core.constants import AMP_MODES
+from core.models import MODEL_CHOICES, model_name
 from core.parts import PARTS
 
 SCHEDULERS = ("constant", "cosine", "linear")
-MODEL_ALIASES = {"0": "audio", "audio": "audio", "6": "late", "late": "late",
-                 "7": "early", "early": "early", "8": "hybrid", "hybrid": "hybrid"}
 
 
 def canonical_model(model: Any) -> str:
-    """'6' / 6 / 'late' -> 'late'; raises ValueError naming the choices."""
-    key = str(model).strip().lower()
-    if key not in MODEL_ALIASES:
-        raise ValueError(f"unknown --model {model!r}; choose 0/audio, 6/late, 7/early, 8/hybrid")
-    return MODEL_ALIASES[key]
+    """'6' / 6 / 'late' -> 'late' (core.models.model_name); raises ValueError naming --model
+    and the choices."""
+    try:
+        return model_name(model)
+    except ValueError:
+        raise ValueError(f"unknown --model {model!r}; choose {MODEL_CHOICES}") from None
 
 
 @dataclass
@@ -33,7 +33,7 @@ class Config:
     """Training settings. Durations in seconds; steps are optimizer steps (global batches)."""
 
     # --- model ---
-    model: str = "audio"                 # 0/audio, 6/late, 7/early, 8/hybrid
+    model: str = "audio"                 # 0/audio, 6/late, 7/early, 8/hybrid (core/models.py)
     finetune: bool = False               # start from --checkpoint's weights
     checkpoint: str = "pyannote/segmentation-3.0"   # Hub id, file or folder
     revision: Optional[str] = None
