@@ -16,6 +16,7 @@ import torch.nn as nn
 from pyannote.core import Annotation, Segment, Timeline
 from tqdm.auto import tqdm
 
+from core.local_der import der_from_sums
 from core.models import takes_video, video_size
 from eval.embeddings import window_embeddings
 from eval.files import protocol_files, read_video, read_waveform, references_of
@@ -26,7 +27,6 @@ from eval.plots import plot_timeline
 from eval.reconstruct import rename_to_reference
 from eval.reports import totals_dict, write_csv, write_json, write_markdown, write_rttm
 from eval.scoring import ScoreTable, score
-from train.metrics import der_from_sums
 
 
 def default_device() -> torch.device:
