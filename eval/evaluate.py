@@ -18,8 +18,9 @@ from tqdm.auto import tqdm
 
 from core.local_der import der_from_sums
 from core.models import takes_video, video_size
+from data.audio import read_audio_file
 from eval.embeddings import window_embeddings
-from eval.files import protocol_files, read_video, read_waveform, references_of
+from eval.files import find_video, protocol_files, references_of
 from eval.inference import infer_file, inference_precision
 from eval.local import local_error_sums
 from eval.pipeline import ClusteringOptions, diarize
@@ -81,8 +82,8 @@ def evaluate(model: nn.Module, protocol_or_files: Union[object, Sequence[Dict]],
     overall = tqdm(runnable, desc=f"eval {split}", unit="file", disable=not progress)
     for file in overall:
         uri = file["uri"]
-        waveform = read_waveform(file["audio"])
-        video = read_video(video_dir, uri, video_size(model)) if fusion else None
+        waveform = read_audio_file(file["audio"])
+        video = find_video(video_dir, uri, video_size(model)) if fusion else None
         windows = infer_file(model, waveform, video, step_ratio=step_ratio,
                              batch_size=batch_size, device=device, progress=progress, desc=uri,
                              amp=amp)

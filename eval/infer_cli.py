@@ -30,8 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from core import load_pretrained
+    from data.audio import read_audio_file
     from eval.embeddings import window_embeddings
-    from eval.files import audio_files, read_video, read_waveform
+    from eval.files import audio_files, find_video
     from eval.inference import infer_file
     from eval.pipeline import diarize
     from eval.reports import write_rttm
@@ -53,8 +54,8 @@ def main(args: argparse.Namespace) -> int:
     options = clustering_options(args)
     results = []
     for file in files:
-        waveform = read_waveform(file["audio"])
-        video = (read_video(args.video_dir, file["uri"], video_size(model))
+        waveform = read_audio_file(file["audio"])
+        video = (find_video(args.video_dir, file["uri"], video_size(model))
                  if takes_video(model) else None)
         windows = infer_file(model, waveform, video, step_ratio=args.step,
                              batch_size=args.batch_size, device=device,
