@@ -153,7 +153,7 @@ def select_files(args: argparse.Namespace) -> Tuple[str, List[Dict]]:
 
 def run_evaluation(model, args: argparse.Namespace, out_dir: str) -> Dict:
     """Shared by `run.py eval` and train-then-evaluate."""
-    from eval.evaluate import evaluate
+    from eval.evaluate import EvalOptions, evaluate
 
     device = resolve_device(getattr(args, "device", "auto") or "auto")
     split, files = select_files(args)
@@ -168,16 +168,15 @@ def run_evaluation(model, args: argparse.Namespace, out_dir: str) -> Dict:
     collars = getattr(args, "collar", None)
     collars = [collars] if isinstance(collars, (int, float)) else (collars or [])
     collars = sorted(set([0.0, 0.25] + [float(c) for c in collars]))
-    return evaluate(model, files, split=split, out_dir=out_dir,
-                    video_dir=getattr(args, "video_dir", None),
-                    video_fps=getattr(args, "video_fps", None),
-                    step_ratio=getattr(args, "step", 0.1),
-                    batch_size=getattr(args, "batch_size", 32), collars=collars,
-                    skip_overlap=bool(getattr(args, "skip_overlap", False)),
-                    clustering=clustering, embedding_model=embedding, embedding_error=reason,
-                    options=clustering_options(_with_defaults(args)), device=device,
-                    num_plots=getattr(args, "plots", 3),
-                    progress=getattr(args, "progress", True), amp=getattr(args, "amp", "auto"))
+    options = EvalOptions(
+        out_dir=out_dir, split=split, video_dir=getattr(args, "video_dir", None),
+        video_fps=getattr(args, "video_fps", None), step_ratio=getattr(args, "step", 0.1),
+        batch_size=getattr(args, "batch_size", 32), collars=collars,
+        skip_overlap=bool(getattr(args, "skip_overlap", False)), clustering=clustering,
+        clustering_options=clustering_options(_with_defaults(args)), device=device,
+        num_plots=getattr(args, "plots", 3), progress=getattr(args, "progress", True),
+        amp=getattr(args, "amp", "auto"))
+    return evaluate(model, files, options, embedding_model=embedding, embedding_error=reason)
 
 
 def _with_defaults(args: argparse.Namespace) -> argparse.Namespace:
