@@ -15,7 +15,7 @@ $(STAMP): setup.cfg constraints.txt pyproject.toml
 install: $(STAMP)
 
 # make demo: synthetic AV database, a small audio-only model pretrained, models 0/6/7/8
-# fine-tuned from it, evaluated and compared (eval/demo.py). Everything lands under demo/.
+# fine-tuned from it, evaluated and compared (demo.py). Everything lands under demo/.
 DEMO ?= demo
 DEMO_ARGS ?=
 

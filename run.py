@@ -5,7 +5,7 @@
     python run.py eval    ...  evaluate a checkpoint on a protocol or RTTMs    (eval/)
     python run.py infer   ...  RTTM for audio files outside any protocol      (eval/)
     python run.py compare ...  one table across experiment folders            (eval/)
-    python run.py demo    ...  synthetic data, four models, one comparison     (run.py)
+    python run.py demo    ...  synthetic data, four models, one comparison     (demo.py)
     python run.py --model 6 --finetune ... (no subcommand): train, then evaluate
                                             as the old research scripts did.
 """
@@ -24,7 +24,7 @@ SUBCOMMANDS = {
     "eval": ("eval.cli", "evaluate a checkpoint: sliding windows, diarization, DER report"),
     "infer": ("eval.infer_cli", "write RTTM for audio files that are in no protocol"),
     "compare": ("eval.compare_cli", "compare experiment folders in one table and chart"),
-    "demo": ("eval.demo", "synthetic database -> train 0, 6, 7, 8 -> evaluate -> compare"),
+    "demo": ("demo", "synthetic database -> train 0, 6, 7, 8 -> evaluate -> compare"),
 }
 
 

@@ -53,7 +53,7 @@ class FusionModel(PyanNet):
     1.10x, 1.01x, 1.00x (a shared machine: +-10%). Pass d_model=256 for the issue's size.
     """
 
-    is_fusion = True
+    is_fusion = True  # takes video; the subclasses also say where it enters (fusion_stage)
 
     def __init__(self, *, esize: int, video_fps: float = 25.0, d_model: int = 64,
                  num_layers: int = 2, num_heads: int = 4, dropout: float = 0.1,
@@ -144,6 +144,7 @@ class LateFusion(FusionModel):
 
     model_id = 6
     model_name = "late"
+    fusion_stage = "late (after LSTM)"
 
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
@@ -162,6 +163,7 @@ class EarlyFusion(FusionModel):
 
     model_id = 7
     model_name = "early"
+    fusion_stage = "early (before LSTM)"
 
     def __init__(self, **kwargs: Any):
         super().__init__(**kwargs)
@@ -188,6 +190,7 @@ class HybridFusion(FusionModel):
 
     model_id = 8
     model_name = "hybrid"
+    fusion_stage = "hybrid (both)"
 
     def __init__(self, *, video_hidden: int = 64, **kwargs: Any):
         audio_inputs = SincNet.CONV_CHANNELS

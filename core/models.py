@@ -1,16 +1,24 @@
-"""Model ids and names, and build_model: one entry point for every architecture.
+"""The model registry: every architecture's id, name and class, build_model, and the
+questions the rest of the code asks a model.
 
-    0 "audio"  PyanNet (core/backbone.py)
-    6 "late"   LateFusion   (core/fusion.py)
-    7 "early"  EarlyFusion
-    8 "hybrid" HybridFusion
+    0 "audio"  PyanNet       (core/backbone.py)   no video
+    6 "late"   LateFusion    (core/fusion.py)     video after the LSTM
+    7 "early"  EarlyFusion                        video before the LSTM
+    8 "hybrid" HybridFusion                       video before and after the LSTM
+
+Each class states its own `model_id`, `model_name` and `is_fusion` (whether it takes
+video); a fusion model also its `fusion_stage` and, once built, its `esize`. The tables
+here are derived from the classes. `model_name` parses `--model` (an id or a name) for
+every subcommand; `takes_video` and `video_size` ask a built model (or a checkpoint's) what
+video it takes; `add_esize_argument` defines the `--esize` flag once for every parser.
 
 build_model(**model.hparams) rebuilds the same architecture (weights are not included).
 """
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Union
+import argparse
+from typing import Any, Dict, Optional, Tuple, Union
 
 from torch import nn
 
@@ -18,30 +26,65 @@ from core.backbone import PyanNet
 from core.fusion import EarlyFusion, HybridFusion, LateFusion
 from core.parts import PARTS, freeze, param_groups, parameter_counts, parts, summary
 
-MODEL_IDS: Dict[str, int] = {"audio": 0, "late": 6, "early": 7, "hybrid": 8}
-MODEL_NAMES: Dict[int, str] = {i: name for name, i in MODEL_IDS.items()}
-MODEL_CLASSES: Dict[str, type] = {
-    "audio": PyanNet, "late": LateFusion, "early": EarlyFusion, "hybrid": HybridFusion}
+MODEL_CLASSES: Tuple[type, ...] = (PyanNet, LateFusion, EarlyFusion, HybridFusion)
+MODEL_IDS: Dict[str, int] = {cls.model_name: cls.model_id for cls in MODEL_CLASSES}
+MODEL_NAMES: Dict[int, str] = {cls.model_id: cls.model_name for cls in MODEL_CLASSES}
+_CLASS_OF: Dict[str, type] = {cls.model_name: cls for cls in MODEL_CLASSES}
+# how --model is written: "0/audio, 6/late, 7/early, 8/hybrid"
+MODEL_CHOICES = ", ".join(f"{cls.model_id}/{cls.model_name}" for cls in MODEL_CLASSES)
+AUDIO_ONLY_STAGE = "none (audio only)"
 
 FUSION_HPARAMS = ("esize", "video_fps", "d_model", "num_layers", "num_heads", "dropout",
                   "locality_tau_s", "modality_dropout", "ff_mult", "video_hidden",
                   "video_centering", "learned_locality")
 
-__all__ = ["MODEL_IDS", "MODEL_NAMES", "PARTS", "build_model", "checkpoint_hparams",
-           "model_name", "freeze", "param_groups", "parameter_counts", "parts", "summary"]
+__all__ = ["MODEL_CHOICES", "MODEL_CLASSES", "MODEL_IDS", "MODEL_NAMES", "PARTS",
+           "add_esize_argument", "build_model", "checkpoint_hparams", "freeze",
+           "fusion_stage", "model_class", "model_name", "param_groups", "parameter_counts",
+           "parts", "summary", "takes_video", "video_size"]
 
 
 def model_name(model: Union[str, int]) -> str:
-    """Canonical name of a model given as id (0, 6, 7, 8, also "6") or name."""
+    """Canonical name of a model given as id (0, 6, 7, 8, also "6") or name ("late",
+    "LATE"); raises ValueError naming the choices."""
     key = model.strip().lower() if isinstance(model, str) else model
     if isinstance(key, str) and key.isdigit():
         key = int(key)
     if isinstance(key, int) and not isinstance(key, bool) and key in MODEL_NAMES:
         return MODEL_NAMES[key]
-    if key in MODEL_IDS:
+    if isinstance(key, str) and key in MODEL_IDS:
         return key
-    raise ValueError(f"core/models.py: unknown model {model!r}; choose one of "
-                     f"{sorted(MODEL_IDS.values())} or {list(MODEL_IDS)}")
+    raise ValueError(f"core/models.py: unknown model {model!r}; choose {MODEL_CHOICES}")
+
+
+def model_class(model: Union[str, int]) -> type:
+    """The class of a model given as id or name (see model_name)."""
+    return _CLASS_OF[model_name(model)]
+
+
+def fusion_stage(model: Union[str, int]) -> str:
+    """Where video enters a model given as id or name, e.g. "late (after LSTM)"."""
+    cls = model_class(model)
+    return cls.fusion_stage if cls.is_fusion else AUDIO_ONLY_STAGE
+
+
+def takes_video(model: nn.Module) -> bool:
+    """Whether a built model takes video (B, Tv, E) beside the waveform: its class says so
+    (`is_fusion`). Any module that does not say is taken as audio-only."""
+    return bool(getattr(model, "is_fusion", False))
+
+
+def video_size(model: nn.Module) -> Optional[int]:
+    """E, the width of the video embeddings a built model takes (its `esize`, from its
+    checkpoint when it was loaded); None for an audio-only model."""
+    return int(model.esize) if takes_video(model) else None
+
+
+def add_esize_argument(parser: Union[argparse.ArgumentParser, Any], *,
+                       default: Optional[int] = None,
+                       help: str = "video embedding size (fusion)") -> None:
+    """Add `--esize E` (int, dest "esize") to an argparse parser or argument group."""
+    parser.add_argument("--esize", type=int, default=default, help=help)
 
 
 def checkpoint_hparams(hparams: Dict[str, Any]) -> Dict[str, Any]:
@@ -75,6 +118,6 @@ def build_model(model: Union[str, int] = "audio", *, esize: Optional[int] = None
     try:
         if name == "audio":
             return PyanNet(**{k: v for k, v in hparams.items() if k not in FUSION_HPARAMS})
-        return MODEL_CLASSES[name](esize=esize, video_fps=video_fps, **hparams)
+        return _CLASS_OF[name](esize=esize, video_fps=video_fps, **hparams)
     except TypeError as error:
         raise ValueError(f"core/models.py: bad settings for model {name!r}: {error}") from None

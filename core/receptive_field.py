@@ -11,7 +11,7 @@ from typing import List, Tuple
 
 import torch
 
-SAMPLE_RATE = 16000
+from core.constants import SAMPLE_RATE
 
 
 def sincnet_layers(stride: int = 10) -> List[Tuple[int, int]]:

@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from core.receptive_field import SAMPLE_RATE
+from core.constants import SAMPLE_RATE
 from core.sincnet_windows import Workspace, sincnet_over_windows
 
 

@@ -18,11 +18,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from core.constants import SAMPLE_RATE
 from core.hub import resolve_checkpoint
 from core.safe_pickle import load_checkpoint_file
 
 WESPEAKER_HUB_ID = "pyannote/wespeaker-voxceleb-resnet34-LM"
-SAMPLE_RATE = 16000
 FBANK_FRAME_LENGTH_MS = 25.0
 FBANK_FRAME_SHIFT_MS = 10.0
 

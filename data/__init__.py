@@ -8,8 +8,10 @@ Public API (see each module's docstring for shapes and units):
                 progress=True) -> FileIndex                             (data.index)
     data_summary(index, duration_s=None) -> str                          (data.index)
     read_audio(record, start_s=None, duration_s=None) -> (1, S) float32  (data.audio)
+    read_audio_file(path) -> (1, S) float32, a whole file in no protocol  (data.audio)
     read_video(record, start_s, duration_s, fps=25.0, esize=None)
         -> (video (Tv, E) float32, video_mask (Tv,) bool)               (data.video)
+    read_video_file(path, esize=None) -> (frames, E) memory-mapped      (data.video)
     chunk_target(record, start_s, duration_s, max_speakers=3) -> ((F, K) float32, labels)
     read_chunk(record, start_s, duration_s, *, max_speakers=3, esize=0, video_fps=25.0)
         -> {"waveform", "video", "video_mask", "target"}                 (data.chunks)
@@ -21,7 +23,7 @@ Public API (see each module's docstring for shapes and units):
     generate_database(out_dir, *, files=6, minutes=4.0, esize=128, seed=0) -> database.yml
 """
 
-from data.audio import read_audio
+from data.audio import read_audio, read_audio_file
 from data.chunks import make_batch, read_chunk, validation_chunks
 from data.index import DataError, DataWarning, FileIndex, FileRecord, build_index, data_summary
 from data.loader import (
@@ -36,12 +38,13 @@ from data.protocol import ProtocolError, load_protocol
 from data.synthetic import PROTOCOL as SYNTHETIC_PROTOCOL
 from data.synthetic import generate_database
 from data.targets import chunk_target
-from data.video import read_video
+from data.video import read_video, read_video_file
 
 __all__ = [
     "DataError", "DataWarning", "FileIndex", "FileRecord", "ProtocolError", "SYNTHETIC_PROTOCOL",
     "TrainChunks", "TrainLoader", "ValidationChunks", "build_index", "chunk_target",
     "data_summary", "generate_database", "load_protocol", "make_batch", "make_train_loader",
-    "make_validation_loader", "read_audio", "read_chunk", "read_video", "stable_seed",
+    "make_validation_loader", "read_audio", "read_audio_file", "read_chunk", "read_video",
+    "read_video_file", "stable_seed",
     "validation_chunks",
 ]

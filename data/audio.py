@@ -1,6 +1,7 @@
 """Reading audio chunks by seeking: mono, 16 kHz, zero-padded past either end of the file.
 
     read_audio(record) -> (1, S) float32 tensor of the whole file at 16 kHz
+    read_audio_file(path) -> (1, S) float32, the whole file of a path in no protocol
     read_audio(record, start_s, duration_s) -> (1, round(duration_s * 16000)) float32
     read_audio_into(out (S,) float32 numpy, record, start_s)   # no allocation, for batches
     read_audio_into(out (S,) int16 numpy, record, start_s)     # raw PCM, if is_pcm16(record)
@@ -22,15 +23,16 @@ import math
 import os
 import warnings
 from collections import OrderedDict
+from pathlib import Path
 from typing import Optional
 
 import numpy as np
 import soundfile as sf
 import torch
 
+from core.constants import SAMPLE_RATE
 from data.index import DataError, DataWarning, FileRecord
 
-SAMPLE_RATE = 16000
 MAX_OPEN_FILES = 32
 
 _open: "OrderedDict[str, sf.SoundFile]" = OrderedDict()
@@ -143,3 +145,24 @@ def read_audio(record: FileRecord, start_s: Optional[float] = None,
     out = np.zeros(int(round(duration_s * SAMPLE_RATE)), dtype=np.float32)
     read_audio_into(out, record, start_s)
     return torch.from_numpy(out).unsqueeze(0)
+
+
+def file_record(path: str) -> FileRecord:
+    """A FileRecord for an audio file that is in no protocol (uri = the file's stem), from
+    its header: rate, length and channels; no annotation, no video."""
+    try:
+        info = sf.info(str(path))
+    except Exception as error:
+        raise DataError(f"{path}: cannot read audio ({error})") from error
+    empty = np.zeros((0, 2), dtype=np.float64)
+    return FileRecord(index=-1, uri=Path(path).stem, audio=str(path),
+                      sample_rate=int(info.samplerate), num_samples=int(info.frames),
+                      channels=int(info.channels), annotated=empty, turns=empty,
+                      turn_speakers=np.zeros(0, dtype=np.int64), speakers=(), video=None,
+                      video_frames=0)
+
+
+def read_audio_file(path: str) -> torch.Tensor:
+    """(1, S) float32 at 16 kHz: the whole audio file at `path` (eval and infer read whole
+    files this way), read as read_audio reads a protocol's files."""
+    return read_audio(file_record(path))

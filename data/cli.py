@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import time
 
+from core.models import add_esize_argument
 from data.synthetic import LOOK_ALIKE_SPREAD, PROTOCOL, generate_database
 
 
@@ -21,8 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="minutes of train audio, shared by its files (default 4)")
     parser.add_argument("--eval-minutes", type=float, default=None,
                         help="minutes of development and of test audio (default: --minutes)")
-    parser.add_argument("--esize", type=int, default=128,
-                        help="video embedding size, at least 8 (default 128)")
+    add_esize_argument(parser, default=128, help="video embedding size, at least 8 (default 128)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     add_speaker_arguments(parser)
 

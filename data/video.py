@@ -3,6 +3,7 @@
     read_video(record, start_s, duration_s, fps, esize) -> video (Tv, E) float32, mask (Tv,) bool
     read_video_into(video (Tv, E), mask (Tv,), record, start_s, fps)   # no allocation
     video_dtype(record) -> dtype of the file's embeddings (float16 or float32), None without
+    read_video_file(path, esize) -> (frames, E) memory-mapped embeddings of a whole file
 
 Tv = round(duration_s * fps). Chunk frame j covers time start_s + j / fps, that is file
 frame round(start_s * fps) + j. A frame is masked (False, zeros) when it is before the
@@ -52,6 +53,19 @@ def _mapped(path: str) -> np.ndarray:
 def video_dtype(record: FileRecord) -> Optional[np.dtype]:
     """The dtype of `record`'s embeddings (float16 or float32), None when it has none."""
     return None if record.video is None else _mapped(record.video).dtype
+
+
+def read_video_file(path: str, esize: Optional[int] = None) -> np.ndarray:
+    """(frames, E) embeddings of the whole file at `path`, memory-mapped (eval slices every
+    window from it). esize: the width the model takes, checked when given. Raises
+    DataError naming the file when it cannot be read or has another shape."""
+    array = _mapped(str(path))
+    if array.ndim != 2:
+        raise DataError(f"{path}: video embeddings must be (frames, E), got shape {array.shape}")
+    if esize is not None and array.shape[1] != esize:
+        raise DataError(f"{path}: video embeddings have size {array.shape[1]}, but the model "
+                        f"takes esize {esize}")
+    return array
 
 
 def _finite_rows(rows: np.ndarray) -> np.ndarray:

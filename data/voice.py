@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.signal import lfilter
 
-SAMPLE_RATE = 16000
+from core.constants import SAMPLE_RATE
 
 # (F1, F2, F3) in Hz of a few vowels, for a formant scale of 1.0.
 VOWELS = np.array(

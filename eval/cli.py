@@ -15,8 +15,10 @@ import warnings
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
+from core.constants import INFERENCE_AMP_MODES
+from core.models import add_esize_argument
 from core.wespeaker import WESPEAKER_HUB_ID
-from eval.inference import AMP_MODES
+from eval.clustering import MIN_CLUSTER_SIZE, THRESHOLD
 
 SPLITS = ("test", "development")
 
@@ -28,7 +30,7 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
                    help="window step as a fraction of the model's window (default 0.1)")
     g.add_argument("--batch-size", type=int, default=32, help="windows per forward pass")
     g.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    g.add_argument("--amp", default="auto", choices=AMP_MODES,
+    g.add_argument("--amp", default="auto", choices=INFERENCE_AMP_MODES,
                    help="segmentation precision: auto = bf16 autocast on CUDA, float32 on the "
                         "CPU; off = float32; bf16 also pays on a CPU with AMX or AVX512-BF16 "
                         "(bench/README.md)")
@@ -36,9 +38,9 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("diarization")
     g.add_argument("--embedding", default=WESPEAKER_HUB_ID,
                    help="speaker-embedding checkpoint (file, folder or Hub id), or 'none'")
-    g.add_argument("--threshold", type=float, default=0.7045654963945799,
+    g.add_argument("--threshold", type=float, default=THRESHOLD,
                    help="clustering threshold on L2-normalised embeddings")
-    g.add_argument("--min-cluster-size", type=int, default=12)
+    g.add_argument("--min-cluster-size", type=int, default=MIN_CLUSTER_SIZE)
     g.add_argument("--num-speakers", type=int, default=None)
     g.add_argument("--min-speakers", type=int, default=None)
     g.add_argument("--max-speakers", type=int, default=None)
@@ -52,7 +54,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="our checkpoint (.pt), or a pyannote one (file, folder or Hub id)")
     g.add_argument("--model", default=None,
                    help="model to build around a pyannote checkpoint (default: its own)")
-    g.add_argument("--esize", type=int, default=None, help="video embedding size (fusion)")
+    add_esize_argument(g, help="video embedding size of a fusion model built around a "
+                               "pyannote checkpoint (ours record their own)")
     g.add_argument("--revision", default=None)
     g.add_argument("--hf-token", dest="hf_token", default=None)
     g = parser.add_argument_group("data")
@@ -150,7 +153,7 @@ def select_files(args: argparse.Namespace) -> Tuple[str, List[Dict]]:
 
 def run_evaluation(model, args: argparse.Namespace, out_dir: str) -> Dict:
     """Shared by `run.py eval` and train-then-evaluate."""
-    from eval.evaluate import evaluate
+    from eval.evaluate import EvalOptions, evaluate
 
     device = resolve_device(getattr(args, "device", "auto") or "auto")
     split, files = select_files(args)
@@ -165,16 +168,15 @@ def run_evaluation(model, args: argparse.Namespace, out_dir: str) -> Dict:
     collars = getattr(args, "collar", None)
     collars = [collars] if isinstance(collars, (int, float)) else (collars or [])
     collars = sorted(set([0.0, 0.25] + [float(c) for c in collars]))
-    return evaluate(model, files, split=split, out_dir=out_dir,
-                    video_dir=getattr(args, "video_dir", None),
-                    video_fps=getattr(args, "video_fps", None), esize=getattr(args, "esize", None),
-                    step_ratio=getattr(args, "step", 0.1),
-                    batch_size=getattr(args, "batch_size", 32), collars=collars,
-                    skip_overlap=bool(getattr(args, "skip_overlap", False)),
-                    clustering=clustering, embedding_model=embedding, embedding_error=reason,
-                    options=clustering_options(_with_defaults(args)), device=device,
-                    num_plots=getattr(args, "plots", 3),
-                    progress=getattr(args, "progress", True), amp=getattr(args, "amp", "auto"))
+    options = EvalOptions(
+        out_dir=out_dir, split=split, video_dir=getattr(args, "video_dir", None),
+        video_fps=getattr(args, "video_fps", None), step_ratio=getattr(args, "step", 0.1),
+        batch_size=getattr(args, "batch_size", 32), collars=collars,
+        skip_overlap=bool(getattr(args, "skip_overlap", False)), clustering=clustering,
+        clustering_options=clustering_options(_with_defaults(args)), device=device,
+        num_plots=getattr(args, "plots", 3), progress=getattr(args, "progress", True),
+        amp=getattr(args, "amp", "auto"))
+    return evaluate(model, files, options, embedding_model=embedding, embedding_error=reason)
 
 
 def _with_defaults(args: argparse.Namespace) -> argparse.Namespace:

@@ -11,11 +11,9 @@ import warnings
 from pathlib import Path
 from typing import Dict, List, Sequence
 
+from core.models import MODEL_IDS, fusion_stage
 from eval.plots import plot_comparison
 
-FUSION_STAGES = {0: "none (audio only)", 6: "late (after LSTM)", 7: "early (before LSTM)",
-                 8: "hybrid (both)", None: "?"}
-NAMES = {"audio": 0, "late": 6, "early": 7, "hybrid": 8}
 METRICS = ("der", "false_alarm", "missed", "confusion", "jer")
 
 
@@ -23,11 +21,19 @@ def _model_id(summary: Dict, config: Dict):
     model_id = summary.get("model", {}).get("model_id")
     if model_id is None:
         value = config.get("model")
-        model_id = NAMES.get(value, value)
+        model_id = MODEL_IDS.get(value, value)
     try:
         return int(model_id)
     except (TypeError, ValueError):
         return None
+
+
+def _stage(model_id) -> str:
+    """Where the video enters model `model_id`; "?" when the id is unknown."""
+    try:
+        return fusion_stage(model_id)
+    except ValueError:
+        return "?"
 
 
 def _cell(value: float) -> str:
@@ -52,13 +58,13 @@ def collect(exp_dirs: Sequence[str]) -> List[Dict]:
         model_id = _model_id(summary, config)
         if "local" in summary:  # chunk-level DER: no collar, no JER
             rows.append({"experiment": exp.name, "model": model_id,
-                         "fusion": FUSION_STAGES.get(model_id, "?"), "mode": "local",
+                         "fusion": _stage(model_id), "mode": "local",
                          "collar": 0.0, **{m: float(summary["local"].get(m, "nan"))
                                            for m in METRICS}})
         for mode, by_collar in summary.get("totals", {}).items():
             for collar, values in by_collar.items():
                 rows.append({"experiment": exp.name, "model": model_id,
-                             "fusion": FUSION_STAGES.get(model_id, "?"), "mode": mode,
+                             "fusion": _stage(model_id), "mode": mode,
                              "collar": float(collar.split("=")[-1]),
                              **{m: float(values[m]) for m in METRICS}})
     return rows

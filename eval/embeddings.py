@@ -15,7 +15,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from eval.inference import SAMPLE_RATE, WindowOutput, _progress
+from core.constants import SAMPLE_RATE
+from eval.inference import WindowOutput, _progress
 
 
 def embedding_masks(activations: np.ndarray, min_num_frames: int,

@@ -1,5 +1,12 @@
 """evaluate(): model over a protocol split or files -> diarization -> RTTM, DER reports, plots.
 
+    summary = evaluate(model, protocol_or_files, EvalOptions(out_dir="EXP/eval"),
+                       embedding_model=wespeaker)
+
+Steps: the files to run (`_files`), the model ready on its device (`_prepare`), which
+clusterings can run (`_select_modes`), every file diarized (`_diarize_file`, adding to a
+`_Results`), then the outputs written (`_write_outputs`) and summarised (`_summary`).
+
 Writes into out_dir: {split}.rttm (the full pipeline's output, or the oracle's when the
 full pipeline was skipped), {split}.{mode}.rttm per mode, report.csv, report.md,
 report.json, and timelines/{uri}.png for the first `num_plots` files.
@@ -8,16 +15,20 @@ report.json, and timelines/{uri}.png for the first `num_plots` files.
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
 from pyannote.core import Annotation, Segment, Timeline
 from tqdm.auto import tqdm
 
+from core.local_der import DER_KEYS, der_from_sums
+from core.models import takes_video, video_size
+from data.audio import read_audio_file
 from eval.embeddings import window_embeddings
-from eval.files import protocol_files, read_video, read_waveform, references_of
+from eval.files import find_video, protocol_files, references_of
 from eval.inference import infer_file, inference_precision
 from eval.local import local_error_sums
 from eval.pipeline import ClusteringOptions, diarize
@@ -25,109 +36,134 @@ from eval.plots import plot_timeline
 from eval.reconstruct import rename_to_reference
 from eval.reports import totals_dict, write_csv, write_json, write_markdown, write_rttm
 from eval.scoring import ScoreTable, score
-from train.metrics import der_from_sums
+
+MODES = ("full", "oracle")
 
 
 def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def evaluate(model: nn.Module, protocol_or_files: Union[object, Sequence[Dict]], *,
-             split: str = "test", out_dir: str, video_dir: Optional[str] = None,
-             video_fps: Optional[float] = None, esize: Optional[int] = None,
-             step_ratio: float = 0.1, batch_size: int = 32,
-             collars: Sequence[float] = (0.0, 0.25), skip_overlap: bool = False,
-             clustering: Sequence[str] = ("oracle", "full"),
-             embedding_model: Optional[nn.Module] = None,
-             embedding_error: Optional[str] = None,
-             options: Optional[ClusteringOptions] = None,
-             device: Optional[torch.device] = None, num_plots: int = 3,
-             progress: bool = True, title: Optional[str] = None,
-             amp: str = "auto") -> Dict:
-    """Diarize every file and score it. Returns {"totals": {mode: {"collar=C": {der, ...}}},
-    "skipped": {mode: reason}, "files": [uris], "outputs": {name: path}}.
+@dataclass
+class EvalOptions:
+    """How evaluate() runs and what it writes.
 
-    protocol_or_files: a pyannote.database protocol (its `split` is used) or a list of file
-    dicts (see eval/files.py). clustering: any of "full" (needs `embedding_model`) and
-    "oracle" (needs references). Without an embedding model the full pipeline is skipped
-    with `embedding_error` as the reason, and the oracle is still reported. amp: the
+    out_dir: where the RTTMs, reports and plots go. split: the protocol split to run
+    ("test", "development"; also names the outputs). video_dir: folder of {uri}.npy video
+    embeddings for fusion models (None: audio alone, a video ablation). video_fps: only
+    compared with the model's own (a warning when they differ). step_ratio: window step as
+    a fraction of the model's window. batch_size: windows per forward pass. collars: DER
+    collars in seconds. clustering: any of "full" (embeddings + clustering) and "oracle".
+    clustering_options: thresholds and speaker counts (None: the defaults). device: None
+    picks CUDA when there is one. num_plots: timelines for the first N files. amp: the
     segmentation's precision (eval.inference.inference_precision); embeddings stay float32.
     """
-    files = (list(protocol_or_files) if isinstance(protocol_or_files, (list, tuple))
-             else protocol_files(protocol_or_files, split))
-    out = Path(out_dir)
+
+    out_dir: str
+    split: str = "test"
+    video_dir: Optional[str] = None
+    video_fps: Optional[float] = None
+    step_ratio: float = 0.1
+    batch_size: int = 32
+    collars: Sequence[float] = (0.0, 0.25)
+    skip_overlap: bool = False
+    clustering: Sequence[str] = ("oracle", "full")
+    clustering_options: Optional[ClusteringOptions] = None
+    device: Optional[torch.device] = None
+    num_plots: int = 3
+    progress: bool = True
+    title: Optional[str] = None
+    amp: str = "auto"
+
+
+@dataclass
+class _Results:
+    """What diarizing the files gave: hypotheses per mode and uri, each file's UEM and
+    extent, and the local DER sums (speaker-frames) over every window."""
+
+    modes: List[str]
+    skipped: Dict[str, str]
+    references: Dict[str, Annotation]
+    hypotheses: Dict[str, Dict[str, Annotation]] = field(default_factory=dict)
+    uems: Dict[str, Timeline] = field(default_factory=dict)
+    extents: Dict[str, Segment] = field(default_factory=dict)
+    local_sums: Dict[str, float] = field(default_factory=lambda: dict.fromkeys(DER_KEYS, 0.0))
+
+    def local_rates(self) -> Optional[Dict[str, float]]:
+        """Local DER and its parts in percent; None without reference speech."""
+        if self.local_sums["speech"] <= 0:
+            return None
+        return {k: 100 * v for k, v in der_from_sums(self.local_sums).items()}
+
+
+def evaluate(model: nn.Module, protocol_or_files: Union[object, Sequence[Dict]],
+             options: EvalOptions, *, embedding_model: Optional[nn.Module] = None,
+             embedding_error: Optional[str] = None) -> Dict:
+    """Diarize every file and score it. Returns {"totals": {mode: {"collar=C": {der, ...}}},
+    "skipped": {mode: reason}, "files": [uris], "outputs": {name: path}, "split", "model",
+    "step_ratio", "video_dir", "skip_overlap", "precision"} and "local" when there were
+    references.
+
+    protocol_or_files: a pyannote.database protocol (its `options.split` is used) or a list
+    of file dicts (see eval/files.py). The "full" clustering needs `embedding_model`; without
+    it the full pipeline is skipped with `embedding_error` as the reason, and the oracle
+    (which needs references) is still reported. Video embeddings must be as wide as the
+    model's esize (from its checkpoint); the error names the file.
+    """
+    files = _files(protocol_or_files, options.split)
+    out = Path(options.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    device = device or default_device()
-    model = model.to(device).eval()
-    precision = inference_precision(device, amp)
-    if video_fps is not None and getattr(model, "video_fps", None) not in (None, video_fps):
-        warnings.warn(f"--video-fps {video_fps} differs from the model's {model.video_fps}; "
-                      "the model's is used", stacklevel=2)
-    fusion = bool(getattr(model, "is_fusion", False))
-    if fusion and not video_dir:
-        warnings.warn(f"{type(model).__name__} is a fusion model and no video folder was "
-                      "given: every file is processed on audio alone (a video ablation; "
-                      "pass --video-dir to use the video)", stacklevel=2)
+    device = options.device or default_device()
+    precision = inference_precision(device, options.amp)
+    model = _prepare(model, device, options)
     references = references_of(files)
-    modes, skipped = _modes(clustering, references, embedding_model, embedding_error)
+    modes, skipped = _select_modes(options.clustering, references, embedding_model,
+                                   embedding_error)
     if embedding_model is not None and "full" in modes:
         embedding_model = embedding_model.to(device).eval()
-    hypotheses: Dict[str, Dict[str, Annotation]] = {mode: {} for mode in modes}
-    uems: Dict[str, Timeline] = {}
-    extents: Dict[str, Segment] = {}
+    results = _Results(modes, skipped, references, {mode: {} for mode in modes})
     runnable = [f for f in files if f.get("audio")]
-    local = {"false_alarm": 0.0, "missed": 0.0, "confusion": 0.0, "speech": 0.0}
-    overall = tqdm(runnable, desc=f"eval {split}", unit="file", disable=not progress)
-    for file in overall:
-        uri = file["uri"]
-        waveform = read_waveform(file["audio"])
-        video = read_video(video_dir, uri, esize) if fusion else None
-        windows = infer_file(model, waveform, video, step_ratio=step_ratio,
-                             batch_size=batch_size, device=device, progress=progress, desc=uri,
-                             amp=amp)
-        extents[uri] = Segment(0.0, windows.duration_s)
-        uems[uri] = file.get("annotated") or Timeline([extents[uri]], uri=uri)
-        reference = file.get("annotation")
-        if reference is not None:
-            for key, value in local_error_sums(windows, reference, uems[uri]).items():
-                local[key] += value
-        if "oracle" in modes and reference is not None:
-            hypotheses["oracle"][uri] = diarize(windows, uri=uri, reference=reference,
-                                                options=options)
-        if "full" in modes:
-            vectors = window_embeddings(embedding_model, waveform, windows,
-                                        batch_size=batch_size, device=device,
-                                        progress=progress, desc=f"{uri} embeddings")
-            hypothesis = diarize(windows, uri=uri, embeddings=vectors, options=options)
-            if reference is not None:
-                hypothesis = rename_to_reference(hypothesis, reference)
-            hypotheses["full"][uri] = hypothesis
-    local_rates = ({k: 100 * v for k, v in der_from_sums(local).items()}
-                   if local["speech"] > 0 else None)
-    outputs = _write_outputs(out, split, modes, hypotheses, references, uems, extents, collars,
-                             skip_overlap, skipped, num_plots, model, step_ratio, title,
-                             local_rates, video_dir, precision)
-    tables = outputs.pop("_tables")
-    summary = {"totals": totals_dict(tables), "skipped": skipped,
-               "files": [f["uri"] for f in files], "outputs": outputs, "split": split,
-               "model": _model_info(model), "step_ratio": step_ratio,
-               "video_dir": str(video_dir) if fusion and video_dir else None,
-               "skip_overlap": skip_overlap, "precision": precision}
-    if local_rates is not None:
-        summary["local"] = local_rates
+    for file in tqdm(runnable, desc=f"eval {options.split}", unit="file",
+                     disable=not options.progress):
+        _diarize_file(model, embedding_model, file, device, options, results)
+    outputs, tables = _write_outputs(out, model, results, options, precision)
+    summary = _summary(files, model, results, outputs, tables, options, precision)
     write_json(summary, str(out / "report.json"))
     summary["outputs"]["json"] = str(out / "report.json")
     return summary
 
 
-def _modes(clustering: Sequence[str], references: Dict, embedding_model,
-           embedding_error: Optional[str]):
-    unknown = set(clustering) - {"full", "oracle"}
+def _files(protocol_or_files: Union[object, Sequence[Dict]], split: str) -> List[Dict]:
+    """The file dicts to evaluate: the given list, or the protocol's `split`."""
+    if isinstance(protocol_or_files, (list, tuple)):
+        return list(protocol_or_files)
+    return protocol_files(protocol_or_files, split)
+
+
+def _prepare(model: nn.Module, device: torch.device, options: EvalOptions) -> nn.Module:
+    """The model on `device` in eval mode; warns when --video-fps differs from the model's
+    or a fusion model gets no video folder."""
+    model = model.to(device).eval()
+    fps = options.video_fps
+    if fps is not None and getattr(model, "video_fps", None) not in (None, fps):
+        warnings.warn(f"--video-fps {fps} differs from the model's {model.video_fps}; "
+                      "the model's is used", stacklevel=3)
+    if takes_video(model) and not options.video_dir:
+        warnings.warn(f"{type(model).__name__} is a fusion model and no video folder was "
+                      "given: every file is processed on audio alone (a video ablation; "
+                      "pass --video-dir to use the video)", stacklevel=3)
+    return model
+
+
+def _select_modes(clustering: Sequence[str], references: Dict, embedding_model,
+                  embedding_error: Optional[str]) -> Tuple[List[str], Dict[str, str]]:
+    """(modes that can run, {mode: why it is skipped}); ValueError when none can."""
+    unknown = set(clustering) - set(MODES)
     if unknown:
         raise ValueError(f"--clustering must be full, oracle or both, got {sorted(unknown)}")
     modes: List[str] = []
     skipped: Dict[str, str] = {}
-    for mode in ("full", "oracle"):
+    for mode in MODES:
         if mode not in clustering:
             continue
         if mode == "full" and embedding_model is None:
@@ -142,52 +178,121 @@ def _modes(clustering: Sequence[str], references: Dict, embedding_model,
     return modes, skipped
 
 
+def _diarize_file(model: nn.Module, embedding_model: Optional[nn.Module], file: Dict,
+                  device: torch.device, options: EvalOptions, results: _Results) -> None:
+    """Sliding windows over one file, its local DER sums, and its hypothesis per mode,
+    added to `results`."""
+    uri = file["uri"]
+    waveform = read_audio_file(file["audio"])
+    video = (find_video(options.video_dir, uri, video_size(model)) if takes_video(model)
+             else None)
+    windows = infer_file(model, waveform, video, step_ratio=options.step_ratio,
+                         batch_size=options.batch_size, device=device,
+                         progress=options.progress, desc=uri, amp=options.amp)
+    results.extents[uri] = Segment(0.0, windows.duration_s)
+    results.uems[uri] = file.get("annotated") or Timeline([results.extents[uri]], uri=uri)
+    reference = file.get("annotation")
+    if reference is not None:
+        for key, value in local_error_sums(windows, reference, results.uems[uri]).items():
+            results.local_sums[key] += value
+    if "oracle" in results.modes and reference is not None:
+        results.hypotheses["oracle"][uri] = diarize(windows, uri=uri, reference=reference,
+                                                    options=options.clustering_options)
+    if "full" in results.modes:
+        vectors = window_embeddings(embedding_model, waveform, windows,
+                                    batch_size=options.batch_size, device=device,
+                                    progress=options.progress, desc=f"{uri} embeddings")
+        hypothesis = diarize(windows, uri=uri, embeddings=vectors,
+                             options=options.clustering_options)
+        if reference is not None:
+            hypothesis = rename_to_reference(hypothesis, reference)
+        results.hypotheses["full"][uri] = hypothesis
+
+
 def _model_info(model: nn.Module) -> Dict[str, object]:
     return {"class": type(model).__name__, "model_id": getattr(model, "model_id", None),
-            "is_fusion": bool(getattr(model, "is_fusion", False)),
+            "is_fusion": takes_video(model),
             "duration_s": float(getattr(model, "duration_s", 0.0)),
             "powerset": getattr(model, "powerset", None) is not None}
 
 
-def _write_outputs(out: Path, split, modes, hypotheses, references, uems, extents, collars,
-                   skip_overlap, skipped, num_plots, model, step_ratio, title,
-                   local_rates=None, video_dir=None, precision="float32") -> Dict:
+def _main_mode(modes: Sequence[str]) -> str:
+    """The mode whose output is {split}.rttm and the timelines: full when it ran."""
+    return "full" if "full" in modes else modes[0]
+
+
+def _write_outputs(out: Path, model: nn.Module, results: _Results, options: EvalOptions,
+                   precision: str) -> Tuple[Dict[str, object], Dict[str, List[ScoreTable]]]:
+    """RTTMs, then (with references) report.csv and report.md, then timeline plots.
+    Returns ({name: path(s)}, {mode: score table per collar})."""
+    split, modes, hypotheses = options.split, results.modes, results.hypotheses
     outputs: Dict[str, object] = {}
     for mode in modes:
         outputs[f"rttm_{mode}"] = write_rttm(hypotheses[mode].values(),
                                              str(out / f"{split}.{mode}.rttm"))
-    main = "full" if "full" in modes else modes[0]
+    main = _main_mode(modes)
     outputs["rttm"] = write_rttm(hypotheses[main].values(), str(out / f"{split}.rttm"))
     tables: Dict[str, List[ScoreTable]] = {}
-    if references:
+    if results.references:
         for mode in modes:
-            tables[mode] = [score(references, hypotheses[mode], uems, collar=c,
-                                  skip_overlap=skip_overlap) for c in collars]
-        notes = [f"{mode} skipped: {reason}" for mode, reason in skipped.items()]
-        if "full" in skipped:
-            notes[0] = f"full pipeline skipped: {skipped['full']}"
-        if local_rates is not None:
-            notes.insert(0, "local (chunk-level) DER, every window scored alone with its best "
-                         f"speaker permutation, no collar: {local_rates['der']:.2f}% (false "
-                         f"alarm {local_rates['false_alarm']:.2f}, missed "
-                         f"{local_rates['missed']:.2f}, confusion "
-                         f"{local_rates['confusion']:.2f})")
-        settings = {"split": split, "model": _model_info(model)["class"]
-                    + (f" (id {model.model_id})" if hasattr(model, "model_id") else ""),
-                    "window step": f"{step_ratio:g} of the window",
-                    "segmentation precision": precision, "files": len(extents)}
-        if getattr(model, "is_fusion", False):
-            settings["video"] = str(video_dir) if video_dir else "none (audio alone: an ablation)"
+            tables[mode] = [score(results.references, hypotheses[mode], results.uems,
+                                  collar=c, skip_overlap=options.skip_overlap)
+                            for c in options.collars]
         outputs["csv"] = write_csv(tables, str(out / "report.csv"))
-        outputs["markdown"] = write_markdown(tables, str(out / "report.md"),
-                                             title=title or f"Diarization report: {split}",
-                                             settings=settings, notes=notes)
-    plots = []
-    for uri in list(hypotheses[main])[:num_plots]:
-        plots.append(plot_timeline(references.get(uri), hypotheses[main][uri],
-                                   str(out / "timelines" / f"{uri}.png"),
-                                   title=f"{uri}: reference (top) vs {main} (bottom)",
-                                   extent=extents.get(uri)))
-    outputs["plots"] = plots
-    outputs["_tables"] = tables
-    return outputs
+        outputs["markdown"] = write_markdown(
+            tables, str(out / "report.md"),
+            title=options.title or f"Diarization report: {split}",
+            settings=_report_settings(model, results, options, precision),
+            notes=_report_notes(results))
+    outputs["plots"] = [
+        plot_timeline(results.references.get(uri), hypotheses[main][uri],
+                      str(out / "timelines" / f"{uri}.png"),
+                      title=f"{uri}: reference (top) vs {main} (bottom)",
+                      extent=results.extents.get(uri))
+        for uri in list(hypotheses[main])[:options.num_plots]]
+    return outputs, tables
+
+
+def _report_notes(results: _Results) -> List[str]:
+    """report.md's notes: the local DER first, then why any mode was skipped."""
+    notes = [f"{mode} skipped: {reason}" for mode, reason in results.skipped.items()]
+    if "full" in results.skipped:
+        notes[0] = f"full pipeline skipped: {results.skipped['full']}"
+    rates = results.local_rates()
+    if rates is not None:
+        notes.insert(0, "local (chunk-level) DER, every window scored alone with its best "
+                     f"speaker permutation, no collar: {rates['der']:.2f}% (false "
+                     f"alarm {rates['false_alarm']:.2f}, missed {rates['missed']:.2f}, "
+                     f"confusion {rates['confusion']:.2f})")
+    return notes
+
+
+def _report_settings(model: nn.Module, results: _Results, options: EvalOptions,
+                     precision: str) -> Dict[str, object]:
+    """report.md's settings list."""
+    settings: Dict[str, object] = {
+        "split": options.split,
+        "model": _model_info(model)["class"]
+        + (f" (id {model.model_id})" if hasattr(model, "model_id") else ""),
+        "window step": f"{options.step_ratio:g} of the window",
+        "segmentation precision": precision, "files": len(results.extents)}
+    if takes_video(model):
+        settings["video"] = (str(options.video_dir) if options.video_dir
+                             else "none (audio alone: an ablation)")
+    return settings
+
+
+def _summary(files: List[Dict], model: nn.Module, results: _Results,
+             outputs: Dict[str, object], tables: Dict[str, List[ScoreTable]],
+             options: EvalOptions, precision: str) -> Dict:
+    """report.json's content (see evaluate)."""
+    video_dir = options.video_dir
+    summary = {"totals": totals_dict(tables), "skipped": results.skipped,
+               "files": [f["uri"] for f in files], "outputs": outputs, "split": options.split,
+               "model": _model_info(model), "step_ratio": options.step_ratio,
+               "video_dir": str(video_dir) if takes_video(model) and video_dir else None,
+               "skip_overlap": options.skip_overlap, "precision": precision}
+    rates = results.local_rates()
+    if rates is not None:
+        summary["local"] = rates
+    return summary

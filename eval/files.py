@@ -1,8 +1,9 @@
 """The files to evaluate: a protocol split, RTTM references with audio, or bare audio.
 
 A file is a dict {"uri", "audio" (path), "annotation" (Annotation, optional), "annotated"
-(Timeline UEM, optional)}. Audio is read whole (mono, resampled to 16 kHz); video
-embeddings are `{video_dir}/{uri}.npy` (frames, E), memory-mapped.
+(Timeline UEM, optional)}. Audio is read whole by data.audio.read_audio_file (mono, 16
+kHz); video embeddings are `{video_dir}/{uri}.npy` (frames, E), memory-mapped by
+data.video.read_video_file.
 """
 
 from __future__ import annotations
@@ -12,30 +13,17 @@ from pathlib import Path
 from typing import Dict, Iterable, List, Optional
 
 import numpy as np
-import torch
+
+from data.video import read_video_file
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".sph")
 
 
-def read_waveform(path: str, sample_rate: int = 16000) -> torch.Tensor:
-    """(1, samples) float32 waveform of the whole file at `sample_rate` (channels averaged)."""
-    import soundfile as sf
-
-    try:
-        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
-    except (RuntimeError, sf.LibsndfileError) as error:
-        raise ValueError(f"{path}: cannot read audio ({error})") from error
-    waveform = torch.from_numpy(data.mean(axis=1))[None]
-    if rate != sample_rate:
-        import torchaudio.functional as AF
-
-        waveform = AF.resample(waveform, rate, sample_rate)
-    return waveform.contiguous()
-
-
-def read_video(video_dir: Optional[str], uri: str, esize: Optional[int] = None
+def find_video(video_dir: Optional[str], uri: str, esize: Optional[int] = None
                ) -> Optional[np.ndarray]:
-    """(frames, E) embeddings of `uri`, or None (with a warning) when there is no file."""
+    """(frames, E) embeddings `{video_dir}/{uri}.npy`, memory-mapped (data.video's reader),
+    or None (with a warning) when there is no such file. esize: the width the model takes
+    (core.models.video_size), checked when given; the error names the file."""
     if not video_dir:
         return None
     path = Path(video_dir) / f"{uri}.npy"
@@ -43,13 +31,7 @@ def read_video(video_dir: Optional[str], uri: str, esize: Optional[int] = None
         warnings.warn(f"{path}: no video embeddings; {uri} is processed without video",
                       stacklevel=2)
         return None
-    video = np.load(path, mmap_mode="r")
-    if video.ndim != 2:
-        raise ValueError(f"{path}: video embeddings must be (frames, E), got {video.shape}")
-    if esize is not None and video.shape[1] != esize:
-        raise ValueError(f"{path}: video embeddings have size {video.shape[1]}, the model "
-                         f"expects --esize {esize}")
-    return video
+    return read_video_file(str(path), esize)
 
 
 def protocol_files(protocol, split: str) -> List[Dict]:

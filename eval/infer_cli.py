@@ -11,13 +11,15 @@ import argparse
 import sys
 from pathlib import Path
 
+from core.models import add_esize_argument, takes_video, video_size
 from eval.cli import add_common_arguments, clustering_options, load_embedding, resolve_device
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True, help="our .pt or a pyannote checkpoint")
     parser.add_argument("--model", default=None, help="model around a pyannote checkpoint")
-    parser.add_argument("--esize", type=int, default=None)
+    add_esize_argument(parser, help="video embedding size of a fusion model built around a "
+                                    "pyannote checkpoint (ours record their own)")
     parser.add_argument("--revision", default=None)
     parser.add_argument("--hf-token", dest="hf_token", default=None)
     parser.add_argument("--audio", required=True, help="an audio file or a folder of them")
@@ -28,8 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from core import load_pretrained
+    from data.audio import read_audio_file
     from eval.embeddings import window_embeddings
-    from eval.files import audio_files, read_video, read_waveform
+    from eval.files import audio_files, find_video
     from eval.inference import infer_file
     from eval.pipeline import diarize
     from eval.reports import write_rttm
@@ -51,9 +54,9 @@ def main(args: argparse.Namespace) -> int:
     options = clustering_options(args)
     results = []
     for file in files:
-        waveform = read_waveform(file["audio"])
-        video = (read_video(args.video_dir, file["uri"], args.esize)
-                 if getattr(model, "is_fusion", False) else None)
+        waveform = read_audio_file(file["audio"])
+        video = (find_video(args.video_dir, file["uri"], video_size(model))
+                 if takes_video(model) else None)
         windows = infer_file(model, waveform, video, step_ratio=args.step,
                              batch_size=args.batch_size, device=device,
                              progress=args.progress, desc=file["uri"], amp=args.amp)

@@ -16,10 +16,11 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from core.constants import INFERENCE_AMP_MODES as AMP_MODES
+from core.constants import SAMPLE_RATE
+from core.models import takes_video
 from core.sincnet import SincNet
 from core.sincnet_windows import Workspace
-
-SAMPLE_RATE = 16000
 
 
 @dataclass
@@ -83,9 +84,6 @@ def model_time_axis(model: nn.Module, num_frames: int) -> Tuple[float, float]:
     times = times.detach().cpu().double().numpy() if torch.is_tensor(times) else np.asarray(times)
     step = float(times[1] - times[0]) if len(times) > 1 else float(model.duration_s)
     return float(times[0]), step
-
-
-AMP_MODES = ("auto", "off", "bf16", "fp16")
 
 
 def inference_precision(device: torch.device, amp: str = "auto") -> str:
@@ -152,7 +150,7 @@ def infer_file(model: nn.Module, waveform: torch.Tensor, video: Optional[np.ndar
     starts = window_starts(waveform.shape[-1], window_samples, step_samples)
     fps = float(getattr(model, "video_fps", 25.0) or 25.0)
     num_video = int(round(float(model.duration_s) * fps))
-    use_video = video is not None and bool(getattr(model, "is_fusion", False))
+    use_video = video is not None and takes_video(model)
     powerset = getattr(model, "powerset", None)
     outputs = _Outputs(device)
     bar = _progress(len(starts), desc, progress)

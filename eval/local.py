@@ -1,7 +1,8 @@
 """Local (chunk-level) DER on the evaluated split: every sliding window scored on its own,
 local speakers matched to the reference speakers by the best permutation, as in training's
-validation. Counts in speaker-frames, inside the UEM only; a window keeps its K most talkative
-reference speakers (K = the model's local speakers), as the training targets do."""
+validation (core/local_der.py). Counts in speaker-frames, inside the UEM only; a window
+keeps its K most talkative reference speakers (K = the model's local speakers), as the
+training targets do."""
 
 from __future__ import annotations
 
@@ -11,9 +12,9 @@ import numpy as np
 import torch
 from pyannote.core import Annotation, Timeline
 
+from core.local_der import der_sums
 from eval.clustering import discretize
 from eval.inference import WindowOutput
-from train.metrics import der_sums
 
 
 def local_error_sums(windows: WindowOutput, reference: Annotation,

@@ -11,7 +11,7 @@ import torch.nn as nn
 from core import build_model
 from data.protocol import load_protocol
 from data.synthetic import generate_database
-from eval.evaluate import evaluate
+from eval.evaluate import EvalOptions, evaluate
 
 TINY = dict(lstm={"hidden_size": 16, "num_layers": 1, "bidirectional": True, "dropout": 0.0},
             linear={"hidden_size": 16, "num_layers": 1}, duration_s=5.0)
@@ -50,10 +50,9 @@ def test_evaluate_writes_every_report(database, tmp_path, model_id):
     root, protocol = database
     torch.manual_seed(0)
     model = build_model(model_id, esize=16, **TINY)
-    summary = evaluate(model, protocol, split="test", out_dir=str(tmp_path),
-                       video_dir=str(root / "video"), batch_size=8, step_ratio=0.5,
-                       embedding_model=TinyEmbedding(), progress=False,
-                       options=None, num_plots=2)
+    options = EvalOptions(out_dir=str(tmp_path), split="test", video_dir=str(root / "video"),
+                          batch_size=8, step_ratio=0.5, progress=False, num_plots=2)
+    summary = evaluate(model, protocol, options, embedding_model=TinyEmbedding())
     for name in ("test.rttm", "test.full.rttm", "test.oracle.rttm", "report.csv",
                  "report.md", "report.json"):
         assert (tmp_path / name).is_file(), name
@@ -72,10 +71,10 @@ def test_evaluate_writes_every_report(database, tmp_path, model_id):
 def test_without_embeddings_reports_oracle_and_says_why(database, tmp_path):
     root, protocol = database
     model = build_model("audio", **TINY)
-    summary = evaluate(model, protocol, split="test", out_dir=str(tmp_path), batch_size=8,
-                       step_ratio=0.5, embedding_model=None,
-                       embedding_error="cannot load pyannote/wespeaker (offline)",
-                       progress=False, num_plots=0)
+    options = EvalOptions(out_dir=str(tmp_path), split="test", batch_size=8, step_ratio=0.5,
+                          progress=False, num_plots=0)
+    summary = evaluate(model, protocol, options, embedding_model=None,
+                       embedding_error="cannot load pyannote/wespeaker (offline)")
     assert "full" not in summary["totals"] and "oracle" in summary["totals"]
     assert "full pipeline skipped: cannot load" in (tmp_path / "report.md").read_text()
     assert (tmp_path / "test.rttm").is_file()
@@ -90,15 +89,27 @@ def test_fusion_model_without_video_is_an_ablation_and_says_so(database, tmp_pat
     model = build_model("late", esize=16, **TINY)
     with torch.no_grad():
         model.coattention.audio_out.weight.normal_()
-    common = dict(split="test", batch_size=8, step_ratio=0.5, embedding_model=None,
-                  progress=False, num_plots=0, clustering=("oracle",))
+    common = dict(split="test", batch_size=8, step_ratio=0.5, progress=False, num_plots=0,
+                  clustering=("oracle",))
     with pytest.warns(UserWarning, match="no video folder was given"):
-        alone = evaluate(model, protocol, out_dir=str(tmp_path / "alone"), **common)
-    both = evaluate(model, protocol, out_dir=str(tmp_path / "both"),
-                    video_dir=str(root / "video"), **common)
+        alone = evaluate(model, protocol, EvalOptions(out_dir=str(tmp_path / "alone"), **common))
+    both = evaluate(model, protocol, EvalOptions(out_dir=str(tmp_path / "both"),
+                                                 video_dir=str(root / "video"), **common))
     assert alone["video_dir"] is None and both["video_dir"] == str(root / "video")
     assert "audio alone" in (tmp_path / "alone" / "report.md").read_text()
     assert alone["local"] != both["local"]
+
+
+def test_video_of_another_width_than_the_models_esize_names_the_file(database, tmp_path):
+    """The video width is checked against the model's own esize (what its checkpoint
+    says), not against a flag: embeddings 16 wide, a model built for 8."""
+    root, protocol = database
+    model = build_model("late", esize=8, **TINY)
+    with pytest.raises(ValueError, match=r"ts000\.npy: video embeddings have size 16, but "
+                                         r"the model takes esize 8"):
+        evaluate(model, protocol, EvalOptions(out_dir=str(tmp_path), video_dir=str(root / "video"),
+                                              progress=False, num_plots=0,
+                                              clustering=("oracle",)))
 
 
 def test_oracle_on_reference_activations_scores_zero(database):

@@ -7,7 +7,16 @@ import torch
 import torch.nn.functional as F
 
 from core.backbone import PyanNet
-from core.models import MODEL_IDS, build_model, model_name
+from core.models import (
+    MODEL_CHOICES,
+    MODEL_IDS,
+    build_model,
+    fusion_stage,
+    model_class,
+    model_name,
+    takes_video,
+    video_size,
+)
 from core.parts import freeze, param_groups, parameter_counts, parts, summary
 
 SMALL = dict(lstm={"hidden_size": 16, "num_layers": 2, "bidirectional": True, "dropout": 0.0},
@@ -278,6 +287,22 @@ def test_errors_name_the_problem():
     with pytest.raises(ValueError, match="unknown part"):
         freeze(net, "lstm,decoder")
     assert model_name("8") == "hybrid" and model_name(7) == "early"
+
+
+def test_the_registry_is_read_from_the_model_classes():
+    """Ids, names, classes and video widths all come from the classes and built models."""
+    assert MODEL_CHOICES == "0/audio, 6/late, 7/early, 8/hybrid"
+    assert [model_class(i).__name__ for i in (0, 6, 7, 8)] == [
+        "PyanNet", "LateFusion", "EarlyFusion", "HybridFusion"]
+    assert model_class("Hybrid") is model_class(8) and model_name(" 6 ") == "late"
+    assert fusion_stage(0) == "none (audio only)" and fusion_stage("late") == "late (after LSTM)"
+    for bad in ("5", 9, True, None, "medium"):
+        with pytest.raises(ValueError, match="unknown model .*0/audio, 6/late"):
+            model_name(bad)
+    audio, late = audio_model(), fusion_model(6, esize=12)
+    assert not takes_video(audio) and video_size(audio) is None
+    assert takes_video(late) and video_size(late) == 12
+    assert not takes_video(torch.nn.Linear(2, 2))  # a module that does not say: audio-only
 
 
 def test_parts_freezing_and_summary():

@@ -1,4 +1,5 @@
-"""Permutation-invariant loss and local DER (train/loss.py, train/metrics.py)."""
+"""Permutation-invariant loss and local DER (train/loss.py, core/permutation.py,
+core/local_der.py)."""
 
 import itertools
 
@@ -6,15 +7,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from core.local_der import der_from_sums, der_sums
+from core.permutation import best_permutation, permute_speakers
 from core.powerset import Powerset
-from train.loss import (
-    best_permutation,
-    multilabel_loss,
-    permute_speakers,
-    powerset_loss,
-    segmentation_loss,
-)
-from train.metrics import der_from_sums, der_sums
+from train.loss import multilabel_loss, powerset_loss, segmentation_loss
 
 
 def random_activity(batch=5, frames=40, speakers=3, max_active=2, seed=0):

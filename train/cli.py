@@ -9,7 +9,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from train.config import Config
+from core.constants import AMP_MODES
+from core.models import MODEL_CHOICES, add_esize_argument
+from core.parts import PARTS
+from train.config import SCHEDULERS, Config
 
 
 def _optional_float(text: str):
@@ -21,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     d = Config()
     g = parser.add_argument_group("model")
     g.add_argument("--model", default=d.model,
-                   help="0/audio, 6/late, 7/early, 8/hybrid (default: audio)")
+                   help=f"{MODEL_CHOICES} (default: audio)")
     g.add_argument("--finetune", action="store_true",
                    help="start from --checkpoint's weights (fusion parts start as identity)")
     g.add_argument("--checkpoint", default=d.checkpoint,
@@ -30,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--revision", default=None, help="Hub revision of --checkpoint")
     g.add_argument("--hf-token", dest="hf_token", default=None,
                    help="Hugging Face token for gated repos (default: $HF_TOKEN)")
-    g.add_argument("--esize", type=int, default=None, help="video embedding size (fusion)")
+    add_esize_argument(g)
     g.add_argument("--modality-dropout", type=float, default=None,
                    help="probability of dropping a chunk's whole video in training")
     g.add_argument("--lstm-hidden", type=int, default=None, help="LSTM hidden size")
@@ -73,13 +76,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    "of --lr kept their audio path and let models 6 and 8 beat audio-only in "
                    "the demo, README)")
     g.add_argument("--weight-decay", type=float, default=d.weight_decay)
-    g.add_argument("--scheduler", default=d.scheduler, choices=["constant", "cosine", "linear"])
+    g.add_argument("--scheduler", default=d.scheduler, choices=list(SCHEDULERS))
     g.add_argument("--warmup-steps", type=int, default=d.warmup_steps)
     g.add_argument("--grad-clip", type=_optional_float, default=d.grad_clip,
                    help="max gradient norm, 0 for none (default: %(default)s)")
-    g.add_argument("--amp", default=d.amp, choices=["off", "bf16", "fp16"])
-    g.add_argument("--freeze", default="", help="parts to keep fixed: sincnet,lstm,linear,"
-                   "classifier,fusion (comma-separated)")
+    g.add_argument("--amp", default=d.amp, choices=list(AMP_MODES))
+    g.add_argument("--freeze", default="",
+                   help=f"parts to keep fixed: {','.join(PARTS)} (comma-separated)")
     g.add_argument("--freeze-lstm", action="store_true", help="same as --freeze lstm")
     g.add_argument("--seed", type=int, default=d.seed)
     g.add_argument("--device", default=d.device, choices=["auto", "cpu", "cuda"])

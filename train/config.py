@@ -12,19 +12,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-AMP_MODES = ("off", "bf16", "fp16")
+from core.constants import AMP_MODES
+from core.models import MODEL_CHOICES, model_name
+from core.parts import PARTS
+
 SCHEDULERS = ("constant", "cosine", "linear")
-MODEL_ALIASES = {"0": "audio", "audio": "audio", "6": "late", "late": "late",
-                 "7": "early", "early": "early", "8": "hybrid", "hybrid": "hybrid"}
-PART_NAMES = ("sincnet", "lstm", "linear", "classifier", "fusion")
 
 
 def canonical_model(model: Any) -> str:
-    """'6' / 6 / 'late' -> 'late'; raises ValueError naming the choices."""
-    key = str(model).strip().lower()
-    if key not in MODEL_ALIASES:
-        raise ValueError(f"unknown --model {model!r}; choose 0/audio, 6/late, 7/early, 8/hybrid")
-    return MODEL_ALIASES[key]
+    """'6' / 6 / 'late' -> 'late' (core.models.model_name); raises ValueError naming --model
+    and the choices."""
+    try:
+        return model_name(model)
+    except ValueError:
+        raise ValueError(f"unknown --model {model!r}; choose {MODEL_CHOICES}") from None
 
 
 @dataclass
@@ -32,7 +33,7 @@ class Config:
     """Training settings. Durations in seconds; steps are optimizer steps (global batches)."""
 
     # --- model ---
-    model: str = "audio"                 # 0/audio, 6/late, 7/early, 8/hybrid
+    model: str = "audio"                 # 0/audio, 6/late, 7/early, 8/hybrid (core/models.py)
     finetune: bool = False               # start from --checkpoint's weights
     checkpoint: str = "pyannote/segmentation-3.0"   # Hub id, file or folder
     revision: Optional[str] = None
@@ -112,8 +113,8 @@ class Config:
         need(self.amp in AMP_MODES, f"--amp must be one of {AMP_MODES}, got {self.amp!r}")
         need(self.scheduler in SCHEDULERS,
              f"--scheduler must be one of {SCHEDULERS}, got {self.scheduler!r}")
-        unknown = [p for p in self.freeze if p not in PART_NAMES]
-        need(not unknown, f"--freeze: unknown part(s) {unknown}; parts are {list(PART_NAMES)}")
+        unknown = [p for p in self.freeze if p not in PARTS]
+        need(not unknown, f"--freeze: unknown part(s) {unknown}; parts are {list(PARTS)}")
         need(self.batch_size >= 1, f"--batch-size must be >= 1, got {self.batch_size}")
         need(self.epochs >= 1, f"--epochs must be >= 1, got {self.epochs}")
         need(self.lr > 0, f"--lr must be > 0, got {self.lr}")

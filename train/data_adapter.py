@@ -15,6 +15,7 @@ from typing import Any, Dict, Iterable
 
 import torch
 
+from core.models import takes_video, video_size
 from train.config import Config
 from train.distributed import World, barrier
 
@@ -57,13 +58,13 @@ def build(config: Config, model: torch.nn.Module, world: World) -> ProtocolData:
     if not config.protocol:
         raise ValueError("--protocol is required (e.g. Synthetic.SpeakerDiarization.AV); "
                          "see `python run.py synth` for a small database to try")
-    if getattr(model, "is_fusion", False) and not config.video_dir:
+    fusion = takes_video(model)
+    if fusion and not config.video_dir:
         raise ValueError(f"model {config.model!r} needs video: give --video-dir (a folder of "
                          "{uri}.npy embeddings) and --esize")
     files = [config.database] if config.database else []
     protocol = data.load_protocol(config.protocol, files)
-    fusion = bool(getattr(model, "is_fusion", False))
-    esize = int(model.esize) if fusion else 0  # 0: batches without video
+    esize = video_size(model) or 0  # 0: batches without video
     video_dir = config.video_dir if fusion else None
     cache_dir = config.experiment_dir / "index-cache"
     indexes = {}

@@ -26,6 +26,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from core import build_model, load_pretrained
+from core.local_der import der_from_sums, der_sums
 from core.models import checkpoint_hparams
 from core.parts import freeze, summary
 from train import data_adapter
@@ -51,7 +52,7 @@ from train.distributed import (
 )
 from train.logging import make_log
 from train.loss import segmentation_loss
-from train.metrics import Sums, der_from_sums, der_sums
+from train.metrics import Sums
 from train.optim import build_optimizer, build_scheduler
 from train.preemption import StopRequest
 

@@ -14,7 +14,8 @@ from typing import Dict, Iterator, Optional
 
 import torch
 
-SAMPLE_RATE = 16000
+from core.constants import SAMPLE_RATE
+
 TONES_HZ = (220.0, 550.0, 1300.0)
 
 

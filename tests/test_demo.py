@@ -21,7 +21,7 @@ SMALL = ["--models", "0,8", "--steps", "2", "--pretrain-steps", "2", "--batch-si
 
 def demo_args(*argv: str) -> argparse.Namespace:
     """`run.py demo`'s flags parsed, as main() gets them."""
-    from eval import demo
+    import demo
 
     parser = argparse.ArgumentParser()
     demo.add_arguments(parser)
@@ -96,7 +96,7 @@ def test_demo_rejects_a_bad_database_setting(tmp_path):
 
 
 def test_runs_on_a_database_that_is_generated_again_are_moved_aside(tmp_path, capsys):
-    from eval import demo
+    import demo
 
     tiny = ["--files", "1", "--minutes", "0.2", "--eval-minutes", "0.2", "--esize", "8"]
     out = tmp_path / "demo"
@@ -121,7 +121,7 @@ def test_runs_on_a_database_that_is_generated_again_are_moved_aside(tmp_path, ca
      "cosine")])
 def test_demo_settings_reach_every_models_training_config(tmp_path, extra, lr, lr_pretrained,
                                                           scheduler):
-    from eval import demo
+    import demo
     from train import cli as train_cli
     from train.config import Config
 
@@ -146,7 +146,7 @@ def test_demo_settings_reach_every_models_training_config(tmp_path, extra, lr, l
 
 
 def test_runs_trained_with_other_settings_are_moved_aside(tmp_path, capsys):
-    from eval import demo
+    import demo
 
     out = tmp_path / "demo"
     demo.check_run_settings(out, demo_args())
@@ -164,7 +164,7 @@ def test_runs_trained_with_other_settings_are_moved_aside(tmp_path, capsys):
 
 
 def test_runs_without_a_settings_record_are_moved_aside(tmp_path, capsys):
-    from eval import demo
+    import demo
 
     out = tmp_path / "demo"
     (out / "runs" / "model0").mkdir(parents=True)  # a demo folder from before the record

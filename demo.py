@@ -1,5 +1,9 @@
 """`python run.py demo [--out demo]`: the whole study in small, on the synthetic database.
 
+An entry-level module beside run.py (it launches `run.py train` and `run.py eval` as
+subprocesses, so it sits above train/ and eval/); the comparison table it ends with is
+eval/compare.py's.
+
 1. generate the synthetic audio-visual database into {out}/db (kept and reused when its
    settings match; regenerated when they do not);
 2. pretrain: train the audio-only model from scratch for --pretrain-steps into
@@ -40,9 +44,11 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
+from core.models import MODEL_NAMES, add_esize_argument
 from data.cli import add_speaker_arguments
+from train.config import SCHEDULERS
 
-MODELS = {"0": "audio", "6": "late", "7": "early", "8": "hybrid"}
+MODELS = {str(model_id): name for model_id, name in MODEL_NAMES.items()}  # "6" -> "late"
 PRETRAIN = "pretrain"  # the run every compared model starts from
 NO_VIDEO = "-novideo"  # suffix of a fusion model's evaluation without its video
 # demo settings that change what a run learns; more --steps only continue the runs
@@ -51,7 +57,7 @@ RUN_SETTINGS = ("pretrain_steps", "batch_size", "duration", "seed", "lr", "lr_pr
 # The pretrained parts fine-tune at a tenth of training's 1e-3: at 1e-3 the fusion models'
 # audio paths fell behind the audio-only model's (README, "What the video adds").
 LR_PRETRAINED = 1e-4
-RUN_PY = Path(__file__).resolve().parents[1] / "run.py"
+RUN_PY = Path(__file__).resolve().parent / "run.py"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -77,7 +83,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "and the fine-tuned models learned it by heart)")
     parser.add_argument("--eval-minutes", type=float, default=4.0,
                         help="synthetic minutes of development and of test audio (default 4)")
-    parser.add_argument("--esize", type=int, default=128, help="synthetic video embedding size")
+    add_esize_argument(parser, default=128, help="synthetic video embedding size")
     add_speaker_arguments(parser)
     parser.add_argument("--seed", type=int, default=0, help="database and training seed")
     parser.add_argument("--lr", type=float, default=None,
@@ -87,7 +93,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "pretrained audio-only model (SincNet, LSTM, linear layers, "
                              f"classifier) while fine-tuning (default {LR_PRETRAINED:g}; the "
                              "fusion parts keep --lr); with --pretrain-steps 0 unused")
-    parser.add_argument("--scheduler", default="constant", choices=["constant", "cosine", "linear"],
+    parser.add_argument("--scheduler", default="constant", choices=list(SCHEDULERS),
                         help="learning-rate schedule of every model (default: constant)")
     parser.add_argument("--video-centering", action=argparse.BooleanOptionalAction,
                         default=None, help="passed to training (default: the models' own, on)")
