@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 
 from core.constants import INFERENCE_AMP_MODES as AMP_MODES
-from core.constants import SAMPLE_RATE
+from core.constants import SAMPLE_RATE, bf16_supported
 from core.models import takes_video
 from core.sincnet import SincNet
 from core.sincnet_windows import Workspace
@@ -95,7 +95,10 @@ def inference_precision(device: torch.device, amp: str = "auto") -> str:
     if amp == "off" or (amp == "auto" and device.type != "cuda"):
         return "float32"
     if amp == "auto":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        return "bf16" if bf16_supported(device) else "fp16"
+    if amp == "bf16" and not bf16_supported(device):
+        raise ValueError(f"--amp bf16: this {device.type.upper()} has no bf16 kernels for the "
+                         "LSTM; use --amp off (float32)")
     return amp
 
 

@@ -116,7 +116,12 @@ def test_eval_amp_sets_and_records_the_precision(setup, tmp_path):
               "--database", str(yml), "--embedding", "none", "--clustering", "oracle",
               "--step", "0.5", "--batch-size", "8", "--no-progress", "--plots", "0",
               "--device", "cpu"]
+    from core.constants import bf16_supported
+
     reports = {}
+    if not bf16_supported(torch.device("cpu")):  # --amp bf16 is refused with a clear error
+        assert run.main(common + ["--amp", "bf16", "--out", str(tmp_path / "refused")]) == 2
+        pytest.skip("this CPU has no bf16 kernels (oneDNN): only the refusal is checked")
     for amp in ("auto", "bf16"):
         out = tmp_path / amp
         assert run.main(common + ["--amp", amp, "--out", str(out)]) == 0
@@ -133,6 +138,12 @@ def test_inference_precision_resolves_amp():
     cpu = torch.device("cpu")
     assert inference_precision(cpu, "auto") == "float32"
     assert inference_precision(cpu, "off") == "float32"
-    assert inference_precision(cpu, "bf16") == "bf16"
+    from core.constants import bf16_supported
+
+    if bf16_supported(cpu):
+        assert inference_precision(cpu, "bf16") == "bf16"
+    else:
+        with pytest.raises(ValueError, match="no bf16 kernels"):
+            inference_precision(cpu, "bf16")
     with pytest.raises(ValueError, match="amp must be one of"):
         inference_precision(cpu, "fp8")
