@@ -196,8 +196,8 @@ def _load_subset(folder: str) -> Tuple[Reader, ...]:
         by_reader.setdefault(path.name.split("-")[0], []).append(path)
     sexes = _sexes(root)
     return tuple(_read_reader(rid, files, sexes.get(rid, "?"), root.name)
-                 for rid, files in sorted(by_reader.items(), key=lambda item: int(item[0])
-                                          if item[0].isdigit() else item[0]))
+                 for rid, files in sorted(by_reader.items(),
+                                          key=lambda item: (len(item[0]), item[0])))
 
 
 def _rank(reader_id: str) -> bytes:
