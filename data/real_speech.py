@@ -50,6 +50,7 @@ MARGIN_S = 0.2
 FADE_S = 0.01
 MIN_TURN_S = 0.3
 LTAS_BANDS = 24
+LTAS_STRIDE = 4
 DEV_FRACTION = 0.2
 SUBSETS = {"train": "librispeech_train-clean-100", "development": "librispeech_train-clean-100",
            "test": "librispeech_test-other"}
@@ -108,9 +109,10 @@ class RealVoice:
 def _frame_db(audio: np.ndarray) -> np.ndarray:
     """(frames,) energy in dB of 10 ms frames of float audio (samples,); a partial last frame
     counts."""
-    padded = np.zeros(-(-len(audio) // FRAME) * FRAME, dtype=np.float64)
+    padded = np.zeros(-(-len(audio) // FRAME) * FRAME, dtype=np.float32)
     padded[:len(audio)] = audio
-    return 10.0 * np.log10(np.mean(padded.reshape(-1, FRAME) ** 2, axis=1) + 1e-10)
+    frames = padded.reshape(-1, FRAME)
+    return 10.0 * np.log10(np.einsum("ij,ij->i", frames, frames) / FRAME + 1e-10)
 
 
 def _runs(mask: np.ndarray) -> np.ndarray:
@@ -135,13 +137,16 @@ def speech_runs(energies_db: np.ndarray, threshold_db: float) -> np.ndarray:
     return np.array([r for r in merged if r[1] - r[0] >= shortest], dtype=np.int64).reshape(-1, 2)
 
 
-def _ltas(audio: np.ndarray, energies_db: np.ndarray, threshold_db: float) -> np.ndarray:
-    """(LTAS_BANDS,) mean log power of speech frames in log-spaced bands, 100 Hz to 7 kHz,
-    mean removed."""
-    frames = audio[:len(energies_db) * FRAME]
-    frames = frames[:len(frames) // FRAME * FRAME].reshape(-1, FRAME)
-    frames = frames[energies_db[:len(frames)] > threshold_db]
-    power = np.abs(np.fft.rfft(frames * np.hanning(FRAME), n=512, axis=1)) ** 2
+def _ltas(utterances: Sequence[np.ndarray], energies_db: Sequence[np.ndarray],
+          threshold_db: float) -> np.ndarray:
+    """(LTAS_BANDS,) mean log power, in log-spaced bands from 100 Hz to 7 kHz, of every
+    LTAS_STRIDE-th speech frame of int16 `utterances`; mean removed."""
+    frames = []
+    for audio, db in zip(utterances, energies_db):
+        whole = audio[:len(audio) // FRAME * FRAME].reshape(-1, FRAME)
+        frames.append(whole[db[:len(whole)] > threshold_db][::LTAS_STRIDE])
+    window = np.hanning(FRAME).astype(np.float32) / 32768.0
+    power = np.abs(np.fft.rfft(np.concatenate(frames) * window, n=512, axis=1)) ** 2
     edges = np.geomspace(100.0, 7000.0, LTAS_BANDS + 1) / SAMPLE_RATE * 512
     bands = np.stack([power[:, int(lo):max(int(hi), int(lo) + 1)].sum(axis=1)
                       for lo, hi in zip(edges[:-1], edges[1:])], axis=1)
@@ -168,7 +173,7 @@ def _read_reader(reader_id: str, paths: Sequence[Path], sex: str, subset: str) -
         if rate != SAMPLE_RATE:
             raise ValueError(f"{path}: sample rate {rate} Hz, LibriSpeech is {SAMPLE_RATE} Hz")
         utterances.append(np.ascontiguousarray(audio[:, 0]))
-        energies.append(_frame_db(utterances[-1] / 32768.0))
+        energies.append(_frame_db(utterances[-1] * np.float32(1 / 32768)))
     every = np.concatenate(energies)
     floor, peak = np.percentile(every, [5, 95])
     speech_db = float(floor + SPEECH_LEVEL * (peak - floor))
@@ -177,11 +182,10 @@ def _read_reader(reader_id: str, paths: Sequence[Path], sex: str, subset: str) -
     for db in energies:
         centres = [(a + b) // 2 for a, b in _runs(db < cut_db) if b - a >= 2]
         cuts.append(np.unique(np.array([0, *centres, len(db)], dtype=np.int64)))
-    audio = np.concatenate(utterances) / 32768.0
-    loud = np.repeat(every > speech_db, FRAME)[:len(audio)]
-    rms = float(np.sqrt(np.mean(audio[loud] ** 2))) if loud.any() else 1e-3
+    loud = every > speech_db
+    rms = float(np.sqrt(np.mean(10.0 ** (every[loud] / 10.0)))) if loud.any() else 1e-3
     return Reader(reader_id, sex, subset, tuple(utterances), tuple(energies), tuple(cuts),
-                  speech_db, rms, _ltas(audio, every, speech_db))
+                  speech_db, rms, _ltas(utterances, energies, speech_db))
 
 
 @functools.lru_cache(maxsize=4)
