@@ -20,7 +20,10 @@ Public API (see each module's docstring for shapes and units):
     make_train_loader(index, *, duration_s, batch_size, ..., epoch=0, start_batch=0)
         -> TrainLoader                                                   (data.loader)
     make_validation_loader(index, *, duration_s, batch_size, ...) -> DataLoader
-    generate_database(out_dir, *, files=6, minutes=4.0, esize=128, seed=0) -> database.yml
+    generate_database(out_dir, *, files=6, minutes=4.0, esize=128, seed=0,
+                      speech="synthetic" or a LibriSpeech folder) -> database.yml
+                                                                         (data.synthetic)
+    resolve_speech(None | "auto" | "synthetic" | folder) -> speech      (data.real_speech)
 """
 
 from data.audio import read_audio, read_audio_file

@@ -8,7 +8,8 @@
     rttm/{split}.rttm         speech turns
     uem/{split}.uem           annotated regions
     database.yml              protocol Synthetic.SpeakerDiarization.AV (paths relative to it)
-    synthetic.json            the generation settings (esize, fps, seed, sizes)
+    synthetic.json            the generation settings (esize, fps, seed, sizes), the speech
+                              source ("speech_source") and every split's speakers
 
 Generative model (everything drawn from `numpy.random.default_rng` streams seeded by a
 stable hash of (seed, split, file index), so the output depends on the seed only):
@@ -25,6 +26,16 @@ their voices 1 % apart in every parameter instead; that was meant to make audio 
 unable to tell them apart, but a small audio model trained for 1000 steps largely learns
 to (README, the demo section).
 
+Speech (`speech`). "synthetic" (the default): the voices of data/voice.py, as above. A
+LibriSpeech folder (data/real_speech.py; `run.py synth` takes ../shared/real/librispeech
+when it is there): every speaker is a LibriSpeech reader instead, train and development
+from train-clean-100 (split between them by reader, the same split for every seed), test
+from test-other; a turn is that reader's next stretch of read speech, cut at low-energy
+frames, its reference the speech an energy VAD finds in it (pauses of 0.3 s or more split
+it). Pairs are two readers of the same sex with the closest long-term spectra; pool sizes
+default to the whole split (a third of it in pairs); `look_alike_spread` does not apply.
+Faces, video, turn-taking and noise are the same for both sources.
+
 Conversations. A file has 2 to 5 speakers (probabilities .35/.35/.2/.1), built pair
 first: a 2-speaker file is a look-alike pair 80 % of the time, a 3-speaker file holds one
 pair, a 4- or 5-speaker file two pairs. Turns follow each other with pauses (.05 to .8 s,
@@ -36,18 +47,9 @@ time: that is where audio-only segmentation confuses them and video helps. Turns
 of 15 to 30 dB. The UEM covers the whole file, except in the middle file of each split,
 where a 20 % gap in the middle is left unannotated.
 
-Video (25 fps, `esize` dims). A frame holds up to `SLOTS` = 4 face slots of width
-w = esize // 4 (the remaining dims carry only noise). A slot is
-`[face_identity (w - 1 dims) * (0.5 + mouth), mouth]` for the visible speaker
-occupying it, zeros when empty; Gaussian noise (std 0.05) is added everywhere. `mouth` in
-[0, 1] follows the speaker's own speech energy per 40 ms frame (log-compressed, smoothed
-over 3 frames, shifted by a per-speaker lag of -1 to 2 frames) plus small random mouth
-movement in silence. Speakers go off screen (visible about 80 % of the time, in
-stretches of seconds); a speaker coming on screen takes the first free slot, so a slot is
-a face track, not an identity. A frame where no speaker is visible, and 3 % of frames in
-short random bursts, are missing (NaN rows). So an attention model can read who is
-talking from the mouth channels and whose face it is from the identity part, even when
-two voices sound the same.
+Video (25 fps, `esize` dims, data/synthetic_video.py): up to 4 face slots a frame, each a
+speaker's face-identity vector scaled by their mouth activity, which follows their own
+speech energy; speakers go off screen, some frames are missing.
 """
 
 from __future__ import annotations
@@ -56,15 +58,15 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import soundfile as sf
 
+from data.real_speech import Reading, RealVoice, load_readers, make_pool
+from data.synthetic_video import SLOTS, VIDEO_FPS, make_video
 from data.voice import SAMPLE_RATE, Voice, random_voice, synthesize
 
-VIDEO_FPS = 25.0
-SLOTS = 4
 SPLITS = ("train", "development", "test")
 PROTOCOL = "Synthetic.SpeakerDiarization.AV"
 LOOK_ALIKE_SPREAD = 0.0  # look-alike voices: the same parameters (0.01 until 2026-11-26)
@@ -73,10 +75,11 @@ _PREFIX = {"train": "tr", "development": "dv", "test": "ts"}
 
 @dataclass(frozen=True)
 class Speaker:
-    """A synthetic speaker: label, voice, face identity (w-1,) float32, look-alike partner."""
+    """A synthetic speaker: label, voice (synthetic or a LibriSpeech reader), face identity
+    (w-1,) float32, look-alike partner."""
 
     label: str
-    voice: Voice
+    voice: Union[Voice, RealVoice]
     face: np.ndarray
     partner: Optional[str]
 
@@ -108,6 +111,21 @@ def make_speakers(rng: np.random.Generator, prefix: str, face_dims: int, pairs: 
     return speakers
 
 
+def make_real_speakers(rng: np.random.Generator, prefix: str, face_dims: int, corpus_dir,
+                       split: str, pairs: Optional[int], singles: Optional[int]) -> List[Speaker]:
+    """LibriSpeech readers of `split` as speakers labelled f"{prefix}_ls{reader id}", look-alike
+    pairs first (data.real_speech.make_pool), each with a loudness and a face."""
+    pool = make_pool(rng, load_readers(corpus_dir, split), pairs, singles)
+    labels = [f"{prefix}_ls{reader.reader_id}" for reader, _ in pool]
+    speakers = []
+    for (reader, partner), label in zip(pool, labels):
+        face = rng.normal(size=face_dims)
+        speakers.append(Speaker(label, RealVoice(reader, float(rng.uniform(0.05, 0.1))),
+                                (face / np.linalg.norm(face)).astype(np.float32),
+                                None if partner is None else labels[partner]))
+    return speakers
+
+
 def pick_speakers(rng: np.random.Generator, speakers: Sequence[Speaker]) -> List[Speaker]:
     """2 to 5 speakers for one file, look-alike pairs first (see the module docstring)."""
     count = int(rng.choice([2, 3, 4, 5], p=[0.35, 0.35, 0.2, 0.1]))
@@ -124,9 +142,13 @@ def pick_speakers(rng: np.random.Generator, speakers: Sequence[Speaker]) -> List
     return chosen
 
 
-def make_turns(rng: np.random.Generator, speakers: Sequence[Speaker],
-               duration_s: float) -> List[Tuple[float, float, int]]:
-    """Turns (start_s, end_s, speaker position) over `duration_s`; at most 2 at once."""
+def make_turns(rng: np.random.Generator, speakers: Sequence[Speaker], duration_s: float,
+               realise: Optional[Callable[[int, float, float, float], float]] = None
+               ) -> List[Tuple[float, float, int]]:
+    """Turns (start_s, end_s, speaker position) over `duration_s`; at most 2 at once.
+
+    realise(position, start_s, wanted_s, max_s), when given, places a turn's speech and
+    returns its length in seconds (<= max_s), which then stands for the drawn length."""
     weights = rng.dirichlet(np.full(len(speakers), 2.0))
     labels = [s.label for s in speakers]
     turns: List[Tuple[float, float, int]] = []
@@ -135,6 +157,8 @@ def make_turns(rng: np.random.Generator, speakers: Sequence[Speaker],
     while t < duration_s - 0.6:
         length = float(np.clip(rng.gamma(2.0, 1.0) + 0.4, 0.4, 6.0))
         end = min(t + length, duration_s - 0.1)
+        if realise is not None:
+            end = t + realise(current, t, length, duration_s - 0.1 - t)
         turns.append((t, end, current))
         partner = speakers[current].partner
         if partner in labels and rng.random() < 0.45:
@@ -158,64 +182,25 @@ def make_turns(rng: np.random.Generator, speakers: Sequence[Speaker],
     return turns
 
 
-def _mouth(track: np.ndarray, num_frames: int, lag: int, rng: np.random.Generator) -> np.ndarray:
-    """Mouth activity in [0, 1] per video frame from one speaker's own signal (samples,)."""
-    hop = int(SAMPLE_RATE / VIDEO_FPS)
-    padded = np.zeros(num_frames * hop, dtype=np.float32)
-    n = min(len(track), len(padded))
-    padded[:n] = track[:n]
-    rms = np.sqrt(np.mean(padded.reshape(num_frames, hop) ** 2, axis=1))
-    level = np.clip(np.log1p(rms / 0.005) / np.log1p(0.1 / 0.005), 0.0, 1.0)
-    level = np.convolve(level, np.ones(3) / 3.0, mode="same")
-    level = np.roll(level, lag)
-    fidget = np.clip(np.convolve(rng.normal(0, 0.08, num_frames), np.ones(5) / 5, "same"), 0, 1)
-    return np.clip(level + fidget, 0.0, 1.0).astype(np.float32)
+def _real_turns(rng: np.random.Generator, chosen: Sequence[Speaker], duration_s: float,
+                tracks: np.ndarray) -> List[Tuple[float, float, int]]:
+    """Turns of LibriSpeech speech added into `tracks` (speakers, samples); returns the
+    speech regions (start_s, end_s, speaker position) that the energy VAD found in them."""
+    readings: Dict[int, Reading] = {}
+    regions: List[Tuple[float, float, int]] = []
 
+    def realise(k: int, start_s: float, wanted_s: float, max_s: float) -> float:
+        if k not in readings:
+            readings[k] = Reading(chosen[k].voice, rng)
+        cut = readings[k].next_turn(wanted_s, max_s)
+        lo = int(round((start_s - cut.lead_s) * SAMPLE_RATE))
+        audio = cut.audio[max(-lo, 0):tracks.shape[1] - lo]
+        tracks[k, max(lo, 0):max(lo, 0) + len(audio)] += audio
+        regions.extend((start_s + a, min(start_s + b, duration_s), k) for a, b in cut.regions)
+        return cut.speech_s
 
-def _visibility(rng: np.random.Generator, num_frames: int) -> np.ndarray:
-    """(num_frames,) bool: on screen about 80 % of the time, in stretches of seconds."""
-    visible = np.zeros(num_frames, dtype=bool)
-    t, on = 0, rng.random() < 0.8
-    while t < num_frames:
-        mean_s = 8.0 if on else 2.0
-        length = max(int(rng.exponential(mean_s) * VIDEO_FPS), 5)
-        visible[t:t + length] = on
-        t += length
-        on = not on
-    return visible
-
-
-def make_video(rng: np.random.Generator, speakers: Sequence[Speaker], tracks: np.ndarray,
-               esize: int, num_frames: int) -> np.ndarray:
-    """(num_frames, esize) float32 embeddings, NaN rows where the frame is missing."""
-    width = esize // SLOTS
-    video = np.zeros((num_frames, esize), dtype=np.float32)
-    visible = np.stack([_visibility(rng, num_frames) for _ in speakers])  # (N, T)
-    slots = np.full(visible.shape, -1, dtype=np.int64)  # (N, T) slot of each face, -1 = none
-    current = [-1] * len(speakers)
-    for j in range(num_frames):  # a face keeps its slot while visible; newcomers take a free one
-        for s in range(len(speakers)):
-            if not visible[s, j]:
-                current[s] = -1
-            elif current[s] < 0:
-                free = [k for k in range(SLOTS) if k not in current]
-                current[s] = free[0] if free else -1
-                visible[s, j] = bool(free)
-            slots[s, j] = current[s]
-    for s, speaker in enumerate(speakers):
-        mouth = _mouth(tracks[s], num_frames, int(rng.integers(-1, 3)), rng)
-        for k in range(SLOTS):
-            rows = slots[s] == k
-            lo = k * width
-            video[rows, lo:lo + width - 1] = speaker.face[None, :] * (0.5 + mouth[rows])[:, None]
-            video[rows, lo + width - 1] = mouth[rows]
-    video += rng.normal(0.0, 0.05, size=video.shape).astype(np.float32)
-    missing = ~visible.any(axis=0)
-    for _ in range(int(0.03 * num_frames / 5)):  # short random dropout bursts
-        start = int(rng.integers(0, max(num_frames - 5, 1)))
-        missing[start:start + int(rng.integers(2, 9))] = True
-    video[missing] = np.nan
-    return video
+    make_turns(rng, chosen, duration_s, realise)
+    return regions
 
 
 def make_file(seed: int, split: str, index: int, uri: str, speakers: Sequence[Speaker],
@@ -223,13 +208,16 @@ def make_file(seed: int, split: str, index: int, uri: str, speakers: Sequence[Sp
     """Everything of one file: waveform (samples,), video (frames, esize), turns, labels."""
     rng = stable_rng(seed, split, index)
     chosen = pick_speakers(rng, speakers)
-    turns = make_turns(rng, chosen, duration_s)
     num_samples = int(round(duration_s * SAMPLE_RATE))
     tracks = np.zeros((len(chosen), num_samples), dtype=np.float32)
-    for start, end, s in turns:
-        lo = int(round(start * SAMPLE_RATE))
-        audio = synthesize(chosen[s].voice, end - start, rng)[: num_samples - lo]
-        tracks[s, lo:lo + len(audio)] += audio
+    if isinstance(chosen[0].voice, RealVoice):
+        turns = _real_turns(rng, chosen, duration_s, tracks)
+    else:
+        turns = make_turns(rng, chosen, duration_s)
+        for start, end, s in turns:
+            lo = int(round(start * SAMPLE_RATE))
+            audio = synthesize(chosen[s].voice, end - start, rng)[: num_samples - lo]
+            tracks[s, lo:lo + len(audio)] += audio
     mix = tracks.sum(axis=0)
     speech_rms = float(np.sqrt(np.mean(mix[np.abs(mix) > 0] ** 2))) if np.any(mix) else 0.05
     noise = rng.normal(0.0, 1.0, size=num_samples)
@@ -237,9 +225,18 @@ def make_file(seed: int, split: str, index: int, uri: str, speakers: Sequence[Sp
     noise *= speech_rms * 10 ** (-rng.uniform(15.0, 30.0) / 20.0) / (noise.std() + 1e-8)
     mix = np.clip(mix + noise.astype(np.float32), -1.0, 1.0)
     num_frames = int(round(duration_s * VIDEO_FPS))
-    video = make_video(rng, chosen, tracks, esize, num_frames)
+    video = make_video(rng, [s.face for s in chosen], tracks, esize, num_frames)
     return {"uri": uri, "waveform": mix, "video": video,
             "turns": [(s, e, chosen[k].label) for s, e, k in turns]}
+
+
+def _describe(speaker: Speaker) -> Dict:
+    """A speaker as synthetic.json lists it."""
+    entry = {"label": speaker.label, "partner": speaker.partner}
+    if isinstance(speaker.voice, RealVoice):
+        reader = speaker.voice.reader
+        entry.update(librispeech_id=reader.reader_id, subset=reader.subset, sex=reader.sex)
+    return entry
 
 
 def _yaml(protocol_name: str, splits: Sequence[str]) -> str:
@@ -255,21 +252,29 @@ def _yaml(protocol_name: str, splits: Sequence[str]) -> str:
 
 def generate_database(out_dir, *, files: int = 6, minutes: float = 4.0,
                       eval_minutes: Optional[float] = None, esize: int = 128, seed: int = 0,
-                      uri_format: str = "{prefix}{index:03d}", pairs: int = 4,
-                      singles: int = 4, look_alike_spread: float = LOOK_ALIKE_SPREAD,
+                      uri_format: str = "{prefix}{index:03d}", pairs: Optional[int] = None,
+                      singles: Optional[int] = None,
+                      look_alike_spread: float = LOOK_ALIKE_SPREAD, speech: str = "synthetic",
                       progress: bool = False) -> Path:
     """Write the synthetic database into `out_dir`; return the path of its database.yml.
 
     files: files per split; minutes: minutes of audio in the train split (shared equally by
     its files); eval_minutes: the same for development and test (default: `minutes`);
     esize: video embedding size (>= 8); uri_format: formatted with prefix ("tr", "dv",
-    "ts"), split and index (non-ASCII allowed); pairs, singles: speaker pool of each split;
-    look_alike_spread: how far apart (relative, every voice parameter) look-alike voices
-    are, 0 = the same voice parameters (only prosody and the words differ).
+    "ts"), split and index (non-ASCII allowed); pairs, singles: speaker pool of each split
+    (None: 4 each with synthetic voices, the whole split with LibriSpeech); look_alike_spread:
+    how far apart (relative, every voice parameter) look-alike synthetic voices are, 0 = the
+    same voice parameters (only prosody and the words differ); speech: "synthetic" or a
+    LibriSpeech folder (data.real_speech.resolve_speech).
     """
+    real = speech != "synthetic"
+    asked = {"pairs": pairs, "singles": singles}  # recorded as given (None = the default)
+    if not real:
+        pairs, singles = (4 if pairs is None else pairs), (4 if singles is None else singles)
     if esize < 2 * SLOTS:
         raise ValueError(f"synthetic video needs --esize >= {2 * SLOTS}, got {esize}")
-    if pairs < 0 or singles < 0 or 2 * pairs + singles < 2:
+    if (pairs or 0) < 0 or (singles or 0) < 0 or (
+            pairs is not None and singles is not None and 2 * pairs + singles < 2):
         raise ValueError(f"need --pairs >= 0, --singles >= 0 and at least 2 speakers per "
                          f"split, got {pairs} pairs and {singles} singles")
     if not 0.0 <= look_alike_spread < 1.0:
@@ -282,14 +287,21 @@ def generate_database(out_dir, *, files: int = 6, minutes: float = 4.0,
     eval_minutes = minutes if eval_minutes is None else eval_minutes
     width = esize // SLOTS
     jobs = [(split, i) for split in SPLITS for i in range(files)]
+    pools: Dict[str, List[Dict]] = {}
     bar = None
     if progress:
         from tqdm import tqdm
         bar = tqdm(total=len(jobs), desc="synth", unit="file")
     for split in SPLITS:
         prefix = _PREFIX[split]
-        speakers = make_speakers(stable_rng(seed, split, "speakers"), prefix, width - 1,
-                                 pairs, singles, look_alike_spread)
+        rng = stable_rng(seed, split, "speakers")
+        if real:
+            speakers = make_real_speakers(rng, prefix, width - 1, speech, split, pairs, singles)
+            if len(speakers) < 2:
+                raise ValueError(f"{speech}: fewer than 2 LibriSpeech readers for {split}")
+        else:
+            speakers = make_speakers(rng, prefix, width - 1, pairs, singles, look_alike_spread)
+        pools[split] = [_describe(s) for s in speakers]
         duration_s = 60.0 * (minutes if split == "train" else eval_minutes) / files
         uris, rttm, uem = [], [], []
         for i in range(files):
@@ -320,7 +332,8 @@ def generate_database(out_dir, *, files: int = 6, minutes: float = 4.0,
     yml.write_text(_yaml(PROTOCOL, SPLITS), encoding="utf-8")
     settings = {"protocol": PROTOCOL, "files": files, "minutes": minutes,
                 "eval_minutes": eval_minutes, "esize": esize, "video_fps": VIDEO_FPS,
-                "seed": seed, "slots": SLOTS, "pairs": pairs, "singles": singles,
-                "look_alike_spread": look_alike_spread}
+                "seed": seed, "slots": SLOTS, **asked,
+                "look_alike_spread": look_alike_spread, "speech": speech,
+                "speech_source": "librispeech" if real else "synthetic", "speakers": pools}
     (out / "synthetic.json").write_text(json.dumps(settings, indent=2), encoding="utf-8")
     return yml
