@@ -114,7 +114,7 @@ def test_unknown_hub_id_keeps_the_hub_error(offline_hub, known_checkpoint):
     assert "run.py weights" not in str(caught.value)
 
 
-REAL = ("pyannote/segmentation-3.0",)
+REAL = ("pyannote/segmentation-3.0", "pyannote/segmentation")
 
 
 @pytest.mark.slow
@@ -125,12 +125,14 @@ def test_real_checkpoints_load_with_hf_hub_offline(tmp_path):
     script = (
         "from core import load_pretrained\n"
         "a = load_pretrained('pyannote/segmentation-3.0')\n"
+        "b = load_pretrained('pyannote/segmentation')\n"
         "c = load_pretrained('pyannote/segmentation-3.0', model=8, esize=16)\n"
-        "print(a.num_classes, a.powerset is not None, type(c).__name__)\n")
+        "print(a.num_classes, a.powerset is not None, b.num_classes, b.powerset is None,"
+        " type(c).__name__)\n")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"),
            "HF_HUB_CACHE": str(tmp_path / "hf" / "hub"), "HF_TOKEN": "",
            "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     result = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env,
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.split() == ["7", "True", "HybridFusion"]
+    assert result.stdout.split() == ["7", "True", "3", "True", "HybridFusion"]
