@@ -278,6 +278,7 @@ def _write_verified(blocks: Iterable[bytes], entry: KnownFile, root: Optional[Pa
             raise WeightsError(
                 f"{origin}: sha256 {digest.hexdigest()} ({size} bytes) is not the expected "
                 f"{entry.sha256} ({entry.size} bytes); nothing installed")
+        os.chmod(partial, 0o644)  # temporary files are created private
         os.replace(partial, target)
     finally:
         partial.unlink(missing_ok=True)

