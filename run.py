@@ -6,6 +6,7 @@
     python run.py infer   ...  RTTM for audio files outside any protocol      (eval/)
     python run.py compare ...  one table across experiment folders            (eval/)
     python run.py demo    ...  synthetic data, four models, one comparison     (demo.py)
+    python run.py weights ...  fetch pretrained files into the weights cache  (data/)
     python run.py --model 6 --finetune ... (no subcommand): train, then evaluate
                                             as the old research scripts did.
 """
@@ -25,6 +26,7 @@ SUBCOMMANDS = {
     "infer": ("eval.infer_cli", "write RTTM for audio files that are in no protocol"),
     "compare": ("eval.compare_cli", "compare experiment folders in one table and chart"),
     "demo": ("demo", "synthetic database -> train 0, 6, 7, 8 -> evaluate -> compare"),
+    "weights": ("data.weights_cli", "fetch the pretrained files once, sha256 checked"),
 }
 
 

