@@ -7,8 +7,9 @@
     result["best_checkpoint"], result["best_der"], result["experiment_dir"]
 
 Modules: config (Config dataclass), cli (flags), distributed (torchrun world), loop (train),
-loss (permutation-invariant powerset/BCE), metrics (local DER sums), checkpoint (atomic
-save, resume search, RNG states), logging (TensorBoard + train.log), preemption (signals
-and stop file), optim (Adam groups, schedule), data_adapter (data/ loaders), toydata
-(in-memory task for tests and benchmarks).
+model (build, fine-tune or rebuild the model; seeding), validate (autocast forward,
+validation), loss (permutation-invariant powerset/BCE), metrics (local DER sums),
+checkpoint (atomic save, resume search, RNG states), logging (TensorBoard + train.log),
+preemption (signals and stop file), optim (Adam groups, schedule), data_adapter (data/
+loaders), toydata (in-memory task for tests and benchmarks).
 """
