@@ -1,7 +1,11 @@
 """The training loop, top to bottom: `train(config) -> dict`.
 
+    check    flags and the files they name, before anything is created (train/config.py,
+             train/experiment.py)
     world    torchrun's environment (train/distributed.py); world size 1 without torchrun
-    resume   --resume auto: the newest complete checkpoint of the experiment, if any
+    folder   the experiment folder's lock: one training at a time (train/experiment.py)
+    resume   --resume auto: the newest complete checkpoint of the experiment, if any; its
+             model and data settings must be this run's, the others are applied
     start    log and config.json; model built, or loaded from --checkpoint (--finetune), parts
              frozen, DDP-wrapped; optimizer, schedule, scaler; a checkpoint's state restored
     epochs   rank-local map-style batches: batch k of epoch e is the same after a restart
@@ -12,20 +16,18 @@
              checkpoint_every: step-N.pt. SIGUSR1/SIGTERM/stop file: save, exit 0.
     finish   last.pt, TensorBoard hparams, the result dict
 
-Every step is one function of `Run`, the run's state: what it trains (model, data,
-optimizer, schedule, scaler) and where it stands (`Progress`, the counters a checkpoint
-holds: train/checkpoint.py).
+Every step is one function of `Run` (train/state.py), the run's state: what it trains
+(model, data, optimizer, schedule, scaler) and where it stands (`Progress`, the counters a
+checkpoint holds: train/checkpoint.py).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import sys
 import time
 import warnings
-from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Optional
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
@@ -34,8 +36,8 @@ from core.parts import freeze, summary
 from train import data_adapter
 from train.checkpoint import (
     FORMAT,
+    CheckpointError,
     code_version,
-    find_resume,
     load_checkpoint,
     prune_step_checkpoints,
     reseed_cudnn_dropout,
@@ -44,81 +46,20 @@ from train.checkpoint import (
     set_rng_state,
 )
 from train.config import Config
-from train.distributed import (
-    World,
-    any_rank,
-    broadcast_object,
-    distributed,
-    gather_objects,
-    reduce_sums,
-)
+from train.distributed import World, any_rank, distributed, gather_objects, reduce_sums
+from train.experiment import Folder, check_inputs, check_settings, claim, resume_path
 from train.logging import NullLog, config_text, format_duration, hparams_of, make_log
 from train.loss import segmentation_loss
 from train.metrics import Sums
 from train.model import make_model, seed_all
-from train.optim import build_optimizer, build_scheduler
+from train.optim import build_optimizer, build_scheduler, load_state
 from train.preemption import StopRequest
-from train.validate import forward, to_device, validate
+from train.state import Progress, Run
+from train.validate import forward, nonfinite_cause, to_device, validate
 
 __all__ = ["train", "make_model", "seed_all", "validate", "Progress", "Run"]
 
 DataFactory = Callable[[Config, torch.nn.Module, World], data_adapter.Data]
-
-
-@dataclass
-class Progress:
-    """Where training stands: the counters a checkpoint holds next to the weights.
-
-    step: optimizer steps done; epoch, batch_in_epoch: the next batch to train on;
-    best_der, best_step: the best validation DER so far and its step (inf, -1: none yet);
-    bad_validations: validations since the best (early stopping); nonfinite_in_row:
-    steps skipped in a row for a non-finite loss."""
-
-    step: int = 0
-    epoch: int = 0
-    batch_in_epoch: int = 0
-    best_der: float = math.inf
-    best_step: int = -1
-    bad_validations: int = 0
-    nonfinite_in_row: int = 0
-
-    @classmethod
-    def from_checkpoint(cls, state: Dict[str, Any]) -> "Progress":
-        return cls(**{f.name: type(f.default)(state[f.name]) for f in dataclasses.fields(cls)})
-
-    def as_dict(self) -> Dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
-@dataclass
-class Run:
-    """One training run: its settings, what it trains with, and where it stands."""
-
-    config: Config
-    world: World
-    log: NullLog
-    model: torch.nn.Module          # the module itself (checkpoints, parameters)
-    ddp: torch.nn.Module            # what the forward pass calls: DDP-wrapped, or the model
-    data: data_adapter.Data
-    optimizer: torch.optim.Optimizer
-    scheduler: Any
-    scaler: torch.amp.GradScaler
-    total_steps: int
-    version: str                    # code version written into checkpoints
-    progress: Progress
-    val: Dict[str, float] = field(default_factory=dict)   # the last validation's metrics
-    saved_at: int = 0               # step of the newest checkpoint written
-    status: int = 0                 # 0 ok, 1 failed (non-finite losses)
-    preempted: bool = False
-    stopped_early: bool = False
-    window: Sums = field(default_factory=Sums)            # train/* sums since the last log
-    window_start: float = field(default_factory=time.perf_counter)
-
-    @property
-    def finished(self) -> bool:
-        p = self.progress
-        return bool(self.status or self.preempted or self.stopped_early
-                    or p.step >= self.total_steps or p.epoch >= self.config.epochs)
 
 
 def train(config: Config, data_factory: Optional[DataFactory] = None) -> Dict[str, Any]:
@@ -129,60 +70,75 @@ def train(config: Config, data_factory: Optional[DataFactory] = None) -> Dict[st
 
     Keys: status (0 ok, 1 failed), step, epoch, best_der, best_step, val (last validation
     metrics), preempted, stopped_early, experiment_dir, last_checkpoint, best_checkpoint.
+    Refusals (bad flags or files, a folder in use or holding another run, a checkpoint that
+    is corrupt or does not fit) raise ValueError, FileNotFoundError or CheckpointError
+    with a one-line message; a folder this run created is then removed again.
     """
+    check_inputs(config, protocol_data=data_factory is None)
     # signals are remembered from the start (index building can take minutes)
-    with distributed(config.device) as world, StopRequest(config.experiment_dir / "STOP") as stop:
-        return run(config, world, data_factory or data_adapter.build, stop)
+    with distributed(config.device) as world, claim(config.experiment_dir, world) as folder, \
+            StopRequest(config.experiment_dir / "STOP") as stop:
+        return run(config, world, data_factory or data_adapter.build, stop, folder)
 
 
-def run(config: Config, world: World, data_factory: DataFactory,
-        stop: StopRequest) -> Dict[str, Any]:
+def run(config: Config, world: World, data_factory: DataFactory, stop: StopRequest,
+        folder: Folder) -> Dict[str, Any]:
     """The whole run in `world`: resume point, start, epochs until done, finish."""
-    resume_path, state = read_resume(config, world)
-    r = start(config, world, data_factory, resume_path, state)
-    if state is None and config.val_at_start:
-        validation(r)
-    r.window_start = time.perf_counter()  # chunks/s counts training only
-    while not r.finished:
-        train_epoch(r, stop)
-    return finish(r)
+    path = resume_path(config, world)
+    state = load_checkpoint(path) if path else None
+    changed = check_settings(path, state.get("config") or {}, config) if state else {}
+    log = open_log(config, world, path, state, changed, folder)
+    try:
+        r = start(config, world, data_factory, log, path, state)
+        folder.started = True
+        if state is None and config.val_at_start:
+            validation(r)
+        r.window_start = time.perf_counter()  # chunks/s counts training only
+        while not r.finished:
+            train_epoch(r, stop)
+        return finish(r)
+    except BaseException:
+        log.close()  # the log's writer thread must not outlive the run (or its folder)
+        raise
 
 
-# --- resume and start -------------------------------------------------------------------
+# --- start --------------------------------------------------------------------------------
 
-def read_resume(config: Config, world: World) -> Tuple[Optional[str], Optional[Dict[str, Any]]]:
-    """(path, state) of the checkpoint to continue, or (None, None): rank 0 picks the
-    checkpoint under --resume auto, every rank reads it."""
-    resume_path = None
-    if config.resume == "auto":
-        ckpt_dir = config.experiment_dir / "checkpoints"
-        resume_path = broadcast_object(
-            str(find_resume(ckpt_dir) or "") if world.is_main else None, world) or None
-    elif config.resume != "never":
-        resume_path = config.resume
-    return resume_path, (load_checkpoint(resume_path) if resume_path else None)
-
-
-def start(config: Config, world: World, data_factory: DataFactory, resume_path: Optional[str],
-          state: Optional[Dict[str, Any]]) -> Run:
-    """Open the log, build model, data, optimizer, schedule and scaler, restore `state`."""
-    progress = Progress.from_checkpoint(state) if state else Progress()
-    log = make_log(world.is_main, config.experiment_dir,
-                   purge_step=progress.step + 1 if state else None)
+def open_log(config: Config, world: World, resume_path: Optional[str],
+             state: Optional[Dict[str, Any]], changed: Dict[str, Any], folder: Folder) -> NullLog:
+    """train.log and TensorBoard (rank 0), config.json, and what the run starts from."""
+    step = int(state["step"]) if state else 0
+    log = make_log(world.is_main, config.experiment_dir, purge_step=step + 1 if state else None)
     if world.is_main:
         config.save()
-    version = code_version()
     log.info(f"experiment {config.experiment_dir}  world size {world.world_size}  "
-             f"device {world.device}  code {version}")
+             f"device {world.device}  code {code_version()}")
+    if folder.removed_partial:
+        log.info("removed what an interrupted checkpoint write left: "
+                 + ", ".join(p.name for p in folder.removed_partial))
     if state:
-        log.info(f"resuming from {resume_path} at step {progress.step}")
-        log_changed_settings(log, config, state["config"])
+        log.info(f"resuming from {resume_path} at step {step}")
+    if changed:
+        log.info("settings changed since the checkpoint, applied from here on "
+                 "(checkpoint -> now): " + ", ".join(
+                     f"{k}: {a} -> {b}" for k, (a, b) in sorted(changed.items())))
     log.text("config", "```\n" + config_text(config) + "\n```", 0)
+    return log
+
+
+def start(config: Config, world: World, data_factory: DataFactory, log: NullLog,
+          resume_path: Optional[str], state: Optional[Dict[str, Any]]) -> Run:
+    """Build model, data, optimizer, schedule and scaler; restore `state`."""
+    progress = Progress.from_checkpoint(state) if state else Progress()
 
     seed_all(config.seed)  # the same initialisation on every rank
     model = make_model(config, state["model_hparams"] if state else None)
     if state:
-        model.load_state_dict(state["model_state"])
+        try:
+            model.load_state_dict(state["model_state"])
+        except RuntimeError as error:
+            raise CheckpointError(f"{resume_path}: its weights do not fit the model its "
+                                  f"hparams describe ({str(error).splitlines()[0]})") from None
     if config.freeze:
         freeze(model, config.freeze)
     model.to(world.device).train()
@@ -199,27 +155,16 @@ def start(config: Config, world: World, data_factory: DataFactory, resume_path: 
     scheduler = build_scheduler(optimizer, config, total_steps)
     scaler = torch.amp.GradScaler(world.device.type, enabled=config.amp == "fp16")
     if state:
-        optimizer.load_state_dict(state["optimizer_state"])
-        scheduler.load_state_dict(state["scheduler_state"])
-        scaler.load_state_dict(state["scaler_state"])
+        load_state(optimizer, scheduler, state["optimizer_state"], state["scheduler_state"])
+        if state["scaler_state"]:  # empty when the checkpoint's run had no fp16 scaler
+            scaler.load_state_dict(state["scaler_state"])
     ddp = model
     if world.is_distributed:
         ddp = DistributedDataParallel(
             model, device_ids=[world.local_rank] if world.device.type == "cuda" else None)
     restore_random_streams(config, world, log, state, progress.step)
     return Run(config, world, log, model, ddp, data, optimizer, scheduler, scaler, total_steps,
-               version, progress, saved_at=progress.step)
-
-
-def log_changed_settings(log: NullLog, config: Config, saved: Dict[str, Any]) -> None:
-    """One line naming the settings that differ from the checkpoint's."""
-    now = config.to_dict()
-    changed = {k: (v, now.get(k)) for k, v in saved.items()
-               if k not in ("resume", "hf_token") and now.get(k) != v}
-    if changed:
-        log.info("settings that differ from the checkpoint's (checkpoint -> now; the "
-                 "architecture stays the checkpoint's): " + ", ".join(
-                     f"{k}: {a} -> {b}" for k, (a, b) in sorted(changed.items())))
+               code_version(), progress, saved_at=progress.step)
 
 
 def restore_random_streams(config: Config, world: World, log: NullLog,
@@ -264,11 +209,14 @@ def train_step(r: Run, batch: Dict[str, Any], stop: StopRequest) -> bool:
         reseed_cudnn_dropout(r.world.device)
     scores = forward(r.ddp, batch, config.amp, r.world.device)
     loss = segmentation_loss(scores, batch["target"], r.model.powerset)
-    nonfinite, stop_now = any_rank([not bool(torch.isfinite(loss)), stop.local()], r.world)
+    local_nonfinite = not bool(torch.isfinite(loss))
+    nonfinite, stop_now = any_rank([local_nonfinite, stop.local()], r.world)
     r.optimizer.zero_grad(set_to_none=True)
     if nonfinite:
         p.nonfinite_in_row += 1
         r.window.add(nonfinite=1)
+        r.nonfinite_cause = (nonfinite_cause(r.model, batch) if local_nonfinite
+                             else "the loss of another rank")
     else:
         r.scaler.scale(loss).backward()
         r.scaler.unscale_(r.optimizer)
@@ -319,17 +267,28 @@ def after_step(r: Run, stop: StopRequest, stop_now: bool, end_of_epoch: bool) ->
         save(r, f"step-{p.step:07d}")
     if stop_now:
         preempt(r, stop)
-    return r.stopped_early or r.preempted or p.step >= r.total_steps
+    return r.finished
 
 
 def give_up_nonfinite(r: Run) -> None:
-    """Too many non-finite losses in a row: status 1, a message in the log and on stderr."""
+    """Too many non-finite losses in a row: status 1, the cause in the log and on stderr."""
     p = r.progress
-    r.log.info(f"step {p.step}: {p.nonfinite_in_row} non-finite losses in a row; "
-               "stopping. Lower --lr, use --amp bf16 instead of fp16, or "
-               "--grad-clip; the last good checkpoint is checkpoints/last.pt")
-    print(f"training stopped: {p.nonfinite_in_row} non-finite losses in a row "
-          f"at step {p.step} (see {r.config.experiment_dir / 'train.log'})", file=sys.stderr)
+    stop_training(r, f"{p.nonfinite_in_row} non-finite losses in a row at step {p.step} "
+                     f"(those steps changed nothing): {r.nonfinite_cause}")
+
+
+def stop_training(r: Run, why: str) -> None:
+    """Fail the run (status 1) with `why` and advice fitting it, in the log and on stderr."""
+    advice = ""
+    if "diverged" in why or "overflowed" in why:
+        advice = f"; lower --lr (now {r.config.lr:g})" + (
+            ", or set --grad-clip" if not r.config.grad_clip else "") + (
+            ", or use --amp bf16 instead of fp16" if r.config.amp == "fp16" else "")
+    last = r.config.experiment_dir / "checkpoints" / "last.pt"
+    kept = f"; the last checkpoint written, {last}, holds finite weights" if last.exists() else ""
+    r.log.info(f"training stopped: {why}{advice}{kept}")
+    print(f"training stopped: {why}{advice} (see {r.config.experiment_dir / 'train.log'})",
+          file=sys.stderr)
     r.status = 1
 
 
@@ -367,7 +326,13 @@ def validation(r: Run) -> Dict[str, float]:
 
 def save(r: Run, *names: str) -> None:
     """Save last.pt (and {name}.pt: best.pt, step-N.pt) on rank 0; every rank must call it
-    (the random states of all ranks are gathered)."""
+    (the random states of all ranks are gathered). Non-finite weights are never saved: the
+    run stops instead (status 1)."""
+    if not bool(torch.stack([torch.isfinite(w).all() for w in r.model.parameters()]).all()):
+        if not r.status:
+            stop_training(r, f"{nonfinite_cause(r.model, {})} at step {r.progress.step}; "
+                             "not saved")
+        return
     rngs = gather_objects(rng_state(), r.world)
     r.saved_at = r.progress.step
     if not r.world.is_main:

@@ -13,6 +13,9 @@ import torch
 
 from core import build_model, load_pretrained
 from core.models import checkpoint_hparams
+from core.pretrained import CheckpointMismatchError
+from core.safe_pickle import CorruptCheckpointError, UnsafeCheckpointError
+from train.checkpoint import CheckpointError
 from train.config import Config
 
 
@@ -26,7 +29,10 @@ def seed_all(*parts: Any) -> None:
 
 
 def make_model(config: Config, saved_hparams: Optional[Dict[str, Any]] = None) -> torch.nn.Module:
-    """The model: rebuilt from a checkpoint's hparams, loaded (--finetune), or new."""
+    """The model: rebuilt from a checkpoint's hparams, loaded (--finetune), or new.
+
+    A --checkpoint that is corrupt, unsafe or does not fit raises CheckpointError (one line
+    naming the file)."""
     if saved_hparams is not None:
         return build_model(**checkpoint_hparams(saved_hparams))
     backbone: Dict[str, Any] = {}
@@ -47,9 +53,13 @@ def make_model(config: Config, saved_hparams: Optional[Dict[str, Any]] = None) -
         if backbone:
             raise ValueError("--lstm-*/--linear-hidden change the pretrained architecture; "
                              "they cannot be used with --finetune")
-        model = load_pretrained(config.checkpoint, model=config.model, esize=config.esize,
-                                revision=config.revision, token=config.hf_token,
-                                video_fps=config.video_fps, **fusion)
+        try:
+            model = load_pretrained(config.checkpoint, model=config.model, esize=config.esize,
+                                    revision=config.revision, token=config.hf_token,
+                                    video_fps=config.video_fps, **fusion)
+        except (CorruptCheckpointError, UnsafeCheckpointError, CheckpointMismatchError) as error:
+            text = "; ".join(line.strip() for line in str(error).splitlines() if line.strip())
+            raise CheckpointError(f"--finetune --checkpoint: {text}") from error
         if config.duration is not None:
             model.duration_s = float(config.duration)
         return model

@@ -1,5 +1,6 @@
-"""Forward passes outside the optimizer step: one autocast context, and validation (loss and
-local DER over the development chunks, summed across ranks before dividing)."""
+"""Forward passes and what they are checked for: one autocast context, validation (loss and
+local DER over the development chunks, summed across ranks before dividing), and the cause
+of a non-finite training loss."""
 
 from __future__ import annotations
 
@@ -51,3 +52,30 @@ def validate(model: torch.nn.Module, batches: Iterable[Dict[str, Any]], config: 
     total = reduce_sums(sums.values, world)
     return {"loss": total.get("loss", 0.0) / max(1.0, total.get("chunks", 0.0)),
             **der_from_sums(total)}
+
+
+def nonfinite_cause(model: torch.nn.Module, batch: Dict[str, Any]) -> str:
+    """Why the loss of `batch` is not finite, in words a user can act on: non-finite inputs
+    (naming their files and start times), non-finite weights, or neither."""
+    masks = {"video": batch.get("video_mask")}
+    for name in ("waveforms", "video"):
+        x = batch.get(name)
+        if not isinstance(x, torch.Tensor):
+            continue
+        finite = torch.isfinite(x)
+        if masks.get(name) is not None:  # frames marked missing may hold anything
+            finite |= ~masks[name].unsqueeze(-1)
+        bad = (~finite.flatten(1).all(1)).nonzero().flatten().tolist()
+        if bad:
+            uris, starts = batch.get("uri") or [], batch.get("start_s")
+            where = ", ".join(
+                f"{uris[i] if i < len(uris) else i}"
+                + (f" at {float(starts[i]):.2f} s" if starts is not None else "")
+                for i in bad[:3])
+            return (f"the {name} of {len(bad)} chunk(s) hold NaN or inf ({where}): check "
+                    "those files")
+    bad_weights = [name for name, w in model.named_parameters() if not torch.isfinite(w).all()]
+    if bad_weights:
+        return (f"the weights are not finite ({len(bad_weights)} tensors, e.g. "
+                f"{bad_weights[0]}): training diverged")
+    return "inputs and weights are finite: the computation overflowed or training diverged"
