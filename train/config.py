@@ -161,6 +161,10 @@ class Config:
              or self.d_model % self.fusion_heads == 0,
              f"--d-model ({self.d_model}) must be a multiple of --fusion-heads "
              f"({self.fusion_heads})")
+        need(not (self.finetune and any(v is not None for v in (
+            self.lstm_hidden, self.lstm_layers, self.lstm_dropout, self.linear_hidden))),
+            "--lstm-*/--linear-hidden change the pretrained architecture; they cannot be "
+            "used with --finetune")
         need(not (self.learned_locality and self.locality_tau is not None),
              "--learned-locality and --locality-tau exclude each other (learned or fixed "
              "widths)")
