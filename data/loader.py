@@ -11,6 +11,13 @@ stable_seed("train", seed, rank, epoch, i) (blake2b of the tuple), so it does no
 on the number of DataLoader workers, on which worker builds it, or on what was drawn
 before. Every rank and every worker therefore draws different chunks (the worker id is
 not needed: workers build different batch indices), and the same seed reproduces them.
+The random state a training batch is built under is a function of the same tuple: a worker
+seeds python, numpy and torch from stable_seed("worker", seed, rank, epoch, i) before each
+batch. And loading never draws from the training process's random streams: a DataLoader
+takes its workers' base seed from the default torch generator each time it starts an
+iterator (every pass with 0 workers, the first with persistent workers), so every loader
+here has a generator of its own. A checkpoint's (epoch, batch) and the training process's
+random states are thus all that exact resume needs, with or without workers.
 
 An epoch is `batches_per_epoch` batches; by default the total annotated train duration
 (regions long enough for a chunk) / duration_s / batch_size / world_size, at least 1,
@@ -28,6 +35,7 @@ memory (the former path, kept for bench/data.py's comparison).
 from __future__ import annotations
 
 import hashlib
+import random
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -112,6 +120,8 @@ class TrainChunks(_Batches):
 
     def __getitem__(self, key) -> Dict:
         epoch, i = key if isinstance(key, tuple) else (0, key)
+        if get_worker_info() is not None:  # the worker's random state: the batch's, not history's
+            seed_everything(stable_seed("worker", self.seed, self.rank, int(epoch), int(i)))
         return self.batch(self.chunks(epoch, i))
 
 
@@ -132,14 +142,24 @@ def _worker_init(_: int) -> None:
     torch.set_num_threads(1)
 
 
+def seed_everything(seed: int) -> None:
+    """Seed python's, numpy's and torch's global random streams (in a worker)."""
+    random.seed(seed)
+    np.random.seed(seed % 2 ** 32)
+    torch.manual_seed(seed)
+
+
 def _dataloader(dataset: Dataset, sampler, num_workers: int, pin_memory: bool,
-                prefetch_factor: int) -> DataLoader:
+                prefetch_factor: int, seed: int) -> DataLoader:
+    """A DataLoader of whole batches whose workers' base seed comes from a generator of its
+    own (seeded with `seed`), never from the process's default torch generator."""
     extra = {}
     if num_workers > 0:
         extra = {"persistent_workers": True, "prefetch_factor": prefetch_factor,
                  "worker_init_fn": _worker_init}
     return DataLoader(dataset, batch_size=None, sampler=sampler, num_workers=num_workers,
-                      pin_memory=pin_memory, **extra)
+                      pin_memory=pin_memory, generator=torch.Generator().manual_seed(seed),
+                      **extra)
 
 
 class TrainLoader:
@@ -155,7 +175,8 @@ class TrainLoader:
         self.dataset = dataset
         self.batches_per_epoch = dataset.batches_per_epoch
         self._order = _EpochBatches(self.batches_per_epoch, epoch, start_batch)
-        self._loader = _dataloader(dataset, self._order, num_workers, pin_memory, prefetch_factor)
+        self._loader = _dataloader(dataset, self._order, num_workers, pin_memory, prefetch_factor,
+                                   stable_seed("loader", dataset.seed, dataset.rank))
 
     @property
     def epoch(self) -> int:
@@ -246,4 +267,4 @@ def make_validation_loader(index: FileIndex, *, duration_s: float, batch_size: i
                                max_speakers=max_speakers, rank=rank, world_size=world_size,
                                esize=esize, video_fps=video_fps, stride=stride)
     return ValidationLoader(dataset, _dataloader(dataset, range(len(dataset)), num_workers,
-                                                 pin_memory, 2))
+                                                 pin_memory, 2, stable_seed("validation", rank)))

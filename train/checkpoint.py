@@ -10,7 +10,8 @@ step-XXXXXXX.pt (every N steps). Each is one dict of tensors and plain types, so
     metrics, format.
 
 Writing: serialise once to memory, write `name.tmp-PID`, flush, fsync, os.replace onto the
-final name, fsync the folder. A reader therefore sees the old file or the new one, never half.
+final name, fsync the folder. A reader therefore sees the old file or the new one, never half;
+a kill during the write leaves a `*.tmp-PID` file, which `remove_partial_files` deletes.
 """
 
 from __future__ import annotations
@@ -28,6 +29,13 @@ import torch
 
 FORMAT = "avdiar-train-1"
 STEP_FILE = re.compile(r"^step-(\d+)\.pt$")
+PARTIAL_FILE = re.compile(r"\.tmp-\d+$")
+UNSAFE_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be used (corrupt, unsafe, not ours, or not fitting); the
+    message is one line that names the file."""
 
 
 def write_atomic(data: bytes, path: Path) -> None:
@@ -71,10 +79,33 @@ def load_checkpoint(path: Path, map_location: Any = "cpu") -> Dict[str, Any]:
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:
-        raise RuntimeError(f"checkpoint {path} cannot be read: {error}") from error
+        raise CheckpointError(f"checkpoint {path} cannot be read: {read_failure(error)}") from error
     if not isinstance(state, dict) or "model_state" not in state or "step" not in state:
-        raise RuntimeError(f"{path} is not an avdiar training checkpoint (no model_state/step)")
+        raise CheckpointError(
+            f"{path} is not an avdiar training checkpoint (no model_state/step); to start "
+            f"from its weights, use --finetune --checkpoint {path}")
     return state
+
+
+def read_failure(error: Exception) -> str:
+    """Why torch.load(weights_only=True) failed, in a few words."""
+    unsafe = UNSAFE_GLOBAL.search(str(error))
+    if unsafe:
+        return (f"it names {unsafe.group(1)}, which could run code when loaded "
+                "(refused; only tensors and plain types are read)")
+    return "truncated, corrupt, or not a torch checkpoint"
+
+
+def remove_partial_files(directory: Path) -> List[Path]:
+    """Delete the `*.tmp-PID` files an interrupted write left in `directory`; returns them.
+    Only call it while holding the experiment's lock (no write can be under way)."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    partial = sorted(p for p in directory.iterdir() if PARTIAL_FILE.search(p.name))
+    for path in partial:
+        path.unlink(missing_ok=True)
+    return partial
 
 
 def step_checkpoints(directory: Path) -> List[Path]:

@@ -126,6 +126,7 @@ def main(args: argparse.Namespace) -> int:
     """Train from parsed flags. Sets args.experiment_dir and args.trained_checkpoint
     (best.pt, else last.pt) for evaluate_after_training; args.groundtruths is cleared when
     the run stopped early for preemption, so nothing is evaluated before it completes."""
+    from train.checkpoint import CheckpointError
     from train.loop import train
 
     try:
@@ -135,7 +136,8 @@ def main(args: argparse.Namespace) -> int:
         return 2
     try:
         result = train(config)
-    except (ValueError, FileNotFoundError) as error:  # bad settings or files: no traceback
+    except (ValueError, FileNotFoundError, CheckpointError, PermissionError,
+            ConnectionError) as error:  # bad settings, files or checkpoints: no traceback
         print(f"run.py train: {error}", file=sys.stderr)
         return 2
     args.experiment_dir = str(config.experiment_dir)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -115,23 +116,56 @@ class Config:
              f"--scheduler must be one of {SCHEDULERS}, got {self.scheduler!r}")
         unknown = [p for p in self.freeze if p not in PARTS]
         need(not unknown, f"--freeze: unknown part(s) {unknown}; parts are {list(PARTS)}")
-        need(self.batch_size >= 1, f"--batch-size must be >= 1, got {self.batch_size}")
-        need(self.epochs >= 1, f"--epochs must be >= 1, got {self.epochs}")
-        need(self.lr > 0, f"--lr must be > 0, got {self.lr}")
-        need(self.duration is None or self.duration > 0,
-             f"--duration must be > 0 seconds, got {self.duration}")
-        need(self.workers >= 0, f"--workers must be >= 0, got {self.workers}")
-        need(self.max_steps is None or self.max_steps >= 0,
-             f"--max-steps must be >= 0, got {self.max_steps}")
-        need(self.val_every is None or self.val_every >= 1,
-             f"--val-every must be >= 1 steps, got {self.val_every}")
-        need(self.patience is None or self.patience >= 1,
-             f"--patience must be >= 1 validations, got {self.patience}")
-        need(self.log_every >= 1, f"--log-every must be >= 1, got {self.log_every}")
-        need(self.modality_dropout is None or 0.0 <= self.modality_dropout < 1.0,
+
+        def number(flag: str, value: Any, low: float, *, above: bool = False,
+                   optional: bool = True, whole: bool = False) -> None:
+            """value finite and >= low (> low with above); None only where optional."""
+            if value is None and optional:
+                return
+            kind = "an integer" if whole else "a finite number"
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+            ok = ok and (not whole or float(value).is_integer()) and math.isfinite(value)
+            need(ok and (value > low if above else value >= low),
+                 f"{flag} must be {kind} {'>' if above else '>='} {low:g}, got {value!r}")
+
+        for flag, value in (("--batch-size", self.batch_size), ("--epochs", self.epochs),
+                            ("--log-every", self.log_every),
+                            ("--max-nonfinite", self.max_nonfinite)):
+            number(flag, value, 1, optional=False, whole=True)
+        for flag, value in (("--workers", self.workers), ("--warmup-steps", self.warmup_steps),
+                            ("--keep-checkpoints", self.keep_checkpoints)):
+            number(flag, value, 0, optional=False, whole=True)
+        for flag, value in (("--esize", self.esize), ("--lstm-hidden", self.lstm_hidden),
+                            ("--lstm-layers", self.lstm_layers),
+                            ("--linear-hidden", self.linear_hidden), ("--d-model", self.d_model),
+                            ("--fusion-layers", self.fusion_layers),
+                            ("--fusion-heads", self.fusion_heads),
+                            ("--val-every", self.val_every), ("--patience", self.patience),
+                            ("--checkpoint-every", self.checkpoint_every)):
+            number(flag, value, 1, whole=True)
+        number("--max-steps", self.max_steps, 0, whole=True)
+        number("--lr", self.lr, 0, above=True, optional=False)
+        number("--lr-pretrained", self.lr_pretrained, 0)
+        number("--weight-decay", self.weight_decay, 0, optional=False)
+        number("--grad-clip", self.grad_clip, 0)
+        number("--duration", self.duration, 0, above=True)
+        number("--video-fps", self.video_fps, 0, above=True, optional=False)
+        number("--locality-tau", self.locality_tau, 0, above=True)
+        number("--collar", self.collar, 0, optional=False)
+        number("--lstm-dropout", self.lstm_dropout, 0)
+        need(self.lstm_dropout is None or self.lstm_dropout < 1.0,
+             f"--lstm-dropout must be in [0, 1), got {self.lstm_dropout}")
+        number("--modality-dropout", self.modality_dropout, 0)
+        need(self.modality_dropout is None or self.modality_dropout < 1.0,
              f"--modality-dropout must be in [0, 1), got {self.modality_dropout}")
-        need(self.locality_tau is None or self.locality_tau > 0,
-             f"--locality-tau must be > 0 seconds, got {self.locality_tau}")
+        need(self.d_model is None or self.fusion_heads is None
+             or self.d_model % self.fusion_heads == 0,
+             f"--d-model ({self.d_model}) must be a multiple of --fusion-heads "
+             f"({self.fusion_heads})")
+        need(not (self.finetune and any(v is not None for v in (
+            self.lstm_hidden, self.lstm_layers, self.lstm_dropout, self.linear_hidden))),
+            "--lstm-*/--linear-hidden change the pretrained architecture; they cannot be "
+            "used with --finetune")
         need(not (self.learned_locality and self.locality_tau is not None),
              "--learned-locality and --locality-tau exclude each other (learned or fixed "
              "widths)")

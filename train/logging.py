@@ -12,7 +12,10 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import TYPE_CHECKING, Any, Dict, Optional
+
+if TYPE_CHECKING:
+    from train.config import Config
 
 
 class NullLog:
@@ -96,3 +99,25 @@ class RunLog(NullLog):
 def make_log(is_main: bool, experiment_dir: Path, purge_step: Optional[int] = None) -> NullLog:
     """RunLog on rank 0, NullLog elsewhere."""
     return RunLog(experiment_dir, purge_step) if is_main else NullLog()
+
+
+def format_duration(seconds: float) -> str:
+    """Seconds as 1h02m03s."""
+    seconds = int(max(0, seconds))
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m{seconds % 60:02d}s"
+
+
+def config_text(config: "Config") -> str:
+    """Every setting but the token, one `key: value` a line."""
+    return "\n".join(f"{k}: {v}" for k, v in sorted(config.to_dict().items())
+                     if k != "hf_token")
+
+
+def hparams_of(config: "Config") -> Dict[str, Any]:
+    """The settings shown in TensorBoard's HPARAMS tab (lists joined by commas)."""
+    keys = ("model", "finetune", "esize", "duration", "batch_size", "lr", "lr_pretrained",
+            "weight_decay", "scheduler", "grad_clip", "amp", "freeze", "modality_dropout",
+            "seed", "epochs")
+    values = config.to_dict()
+    return {k: (",".join(values[k]) if isinstance(values[k], list) else values[k])
+            for k in keys}

@@ -9,7 +9,7 @@ linear decay to 0 at `total_steps`), whose state is plain numbers.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import Any, Callable, Dict
 
 import torch
 from torch import nn
@@ -50,3 +50,26 @@ def build_scheduler(optimizer: torch.optim.Optimizer, config: Config,
     """Per-step schedule over `total_steps` optimizer steps."""
     return torch.optim.lr_scheduler.LambdaLR(
         optimizer, lr_factor(config.scheduler, config.warmup_steps, total_steps))
+
+
+def load_state(optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LambdaLR,
+               optimizer_state: Dict[str, Any], scheduler_state: Dict[str, Any]) -> None:
+    """Continue from a checkpoint's optimizer and schedule under this run's settings.
+
+    From the checkpoint: Adam's moments and step counts, the schedule's step. From the
+    settings `optimizer` and `scheduler` were built with: every group's hyper-parameters
+    (learning rates, weight decay) and the schedule (kind, warm-up, total steps). So a resumed
+    run with --lr changed trains at the new rate; with nothing changed the learning rates are
+    exactly the checkpoint's (base rate x the same factor at the same step)."""
+    settings = [{k: v for k, v in group.items() if k != "params"}
+                for group in optimizer.param_groups]
+    base_lrs = list(scheduler.base_lrs)
+    optimizer.load_state_dict(optimizer_state)
+    scheduler.load_state_dict(scheduler_state)
+    scheduler.base_lrs = base_lrs
+    for group, kept, base, factor in zip(optimizer.param_groups, settings, base_lrs,
+                                         scheduler.lr_lambdas):
+        group.update(kept)
+        group["initial_lr"] = base
+        group["lr"] = base * factor(scheduler.last_epoch)
+    scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
