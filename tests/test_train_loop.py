@@ -100,7 +100,16 @@ def test_freeze_lstm_keeps_the_lstm_bit_identical(tmp_path):
 
 @pytest.mark.slow
 def test_bf16_loss_falls(tmp_path):
+    from core.constants import bf16_supported
+
     config = tiny(tmp_path, amp="bf16", epochs=3, lstm_dropout=0.0, val_at_start=True, lr=1e-2)
+    if not bf16_supported(torch.device("cpu")):  # refused before anything is created
+        from train.experiment import RunRefused
+
+        with pytest.raises(RunRefused, match="no bf16 kernels"):
+            train(config, toy_factory(batches_per_epoch=4, val_batches=1))
+        assert not config.experiment_dir.exists()
+        pytest.skip("this CPU has no bf16 kernels (oneDNN): only the refusal is checked")
     train(config, toy_factory(batches_per_epoch=4, val_batches=1))
     _, values = scalars(config)
     val_loss = [v for _, v in values["val/loss"]]

@@ -28,6 +28,7 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import torch
 
+from core.constants import bf16_supported
 from train.checkpoint import CheckpointError, find_resume, remove_partial_files, step_checkpoints
 from train.config import Config
 from train.distributed import World, broadcast_object
@@ -73,6 +74,11 @@ def check_inputs(config: Config, protocol_data: bool = True) -> None:
     if config.device == "cuda" and not torch.cuda.is_available():
         raise RunRefused("--device cuda: torch sees no CUDA device here; use --device cpu "
                          "or --device auto")
+    on_cuda = config.device == "cuda" or (config.device == "auto" and torch.cuda.is_available())
+    device = torch.device("cuda" if on_cuda else "cpu")
+    if config.amp == "bf16" and not bf16_supported(device):
+        raise RunRefused(f"--amp bf16: this {device.type.upper()} has no bf16 kernels for the "
+                         "LSTM; use --amp off (float32)")
 
 
 class Folder:
