@@ -23,7 +23,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-SAMPLE_RATE = 16000
+from core.constants import SAMPLE_RATE
+
 NUM_MEL_BINS = 80
 SEGMENT_FRAMES = 100  # CAM context: average over segments of this many frames
 

@@ -39,7 +39,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import soundfile as sf
 
-SAMPLE_RATE = 16000
+from core.constants import SAMPLE_RATE
+
 FRAME = 160  # samples per energy frame (10 ms)
 FRAMES_PER_S = SAMPLE_RATE / FRAME
 SPEECH_LEVEL = 0.3
