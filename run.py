@@ -25,6 +25,8 @@ SUBCOMMANDS = {
     "infer": ("eval.infer_cli", "write RTTM for audio files that are in no protocol"),
     "compare": ("eval.compare_cli", "compare experiment folders in one table and chart"),
     "demo": ("eval.demo", "synthetic database -> train 0, 6, 7, 8 -> evaluate -> compare"),
+    "video": ("data.video_cli", "video files -> {uri}.npy face embeddings (+ wav) for --video-dir"),
+    "prepare": ("data.prepare_cli", "dataset release (ava-avd) -> wavs, embeddings, database.yml"),
 }
 
 
