@@ -18,6 +18,8 @@ Outputs (`write_outputs`, each file written to a temporary name and renamed, the
                          zeros in a slot without a face; NaN rows where no slot has one
                          (data.video masks those frames)
     {uri}.speaking.npy   (frames, faces) float32 speaking log-odds per slot, NaN without a face
+    {uri}.boxes.npy      (frames, faces, 4) float32 face boxes (x1, y1, x2, y2) in pixels of
+                         the video, NaN without a face
     {uri}.tracks.json    settings, per-track spans, slots and mean scores, warnings
     {uri}.wav            16 kHz mono PCM-16 (optional; none when the file has no audio)
 """
@@ -75,6 +77,7 @@ class FrontendSettings:
 class FrontendResult:
     video: np.ndarray               # (frames, faces * 128) float32, NaN rows = no face
     speaking: np.ndarray            # (frames, faces) float32, NaN = no face in the slot
+    boxes: np.ndarray               # (frames, faces, 4) float32 pixels, NaN = no face
     waveform: Optional[np.ndarray]  # (samples,) float32 16 kHz, None without audio
     info: dict                      # what goes into {uri}.tracks.json
     warnings: List[str]
@@ -140,6 +143,7 @@ class VideoFrontend:
         mfcc = None if waveform is None else _mfcc_rows(waveform, num_frames)
         video = np.zeros((num_frames, settings.faces * EMBED_DIM), np.float32)
         speaking = np.full((num_frames, settings.faces), np.nan, np.float32)
+        boxes = np.full((num_frames, settings.faces, 4), np.nan, np.float32)
         records = []
         for index, (track, slot) in enumerate(zip(tracks, slots)):
             record = {"id": index, "label": track.label, "slot": slot, "first_frame": track.first,
@@ -153,6 +157,7 @@ class VideoFrontend:
                                                       (track.last + 1) * MFCC_PER_FRAME]
                 scores = speaking_scores(self.asd, rows, part)
                 speaking[span, slot] = scores
+                boxes[span, slot] = track.boxes[:len(rows)]
                 record.update(mean_speaking=round(float(scores.mean()), 3),
                               speaking_fraction=round(float((scores > 0).mean()), 3))
             records.append(record)
@@ -166,7 +171,7 @@ class VideoFrontend:
         if log is not None:
             for line in warnings:
                 log(f"warning: {line}")
-        return FrontendResult(video, speaking, waveform, meta, warnings)
+        return FrontendResult(video, speaking, boxes, waveform, meta, warnings)
 
     @torch.no_grad()
     def _detect(self, path: str, start_s: float,
@@ -241,8 +246,8 @@ def _atomic(path: Path, write: Callable[[object], None]) -> Path:
 
 def write_outputs(result: FrontendResult, out_dir, uri: str,
                   wav_path: Optional[Path] = None) -> Path:
-    """Write {uri}.speaking.npy, {uri}.tracks.json, the wav (when asked and there is audio),
-    then {uri}.npy, each atomically; return the .npy's path."""
+    """Write {uri}.speaking.npy, {uri}.boxes.npy, {uri}.tracks.json, the wav (when asked and
+    there is audio), then {uri}.npy, each atomically; return the .npy's path."""
     import soundfile as sf
 
     out = Path(out_dir)
@@ -252,6 +257,7 @@ def write_outputs(result: FrontendResult, out_dir, uri: str,
         _atomic(Path(wav_path), lambda h: sf.write(h, result.waveform, SAMPLE_RATE,
                                                    format="WAV", subtype="PCM_16"))
     _atomic(out / f"{uri}.speaking.npy", lambda h: np.save(h, result.speaking))
+    _atomic(out / f"{uri}.boxes.npy", lambda h: np.save(h, result.boxes))
     text = json.dumps({"uri": uri, **result.info}, indent=1)
     _atomic(out / f"{uri}.tracks.json", lambda h: h.write(text.encode("utf-8")))
     return _atomic(out / f"{uri}.npy", lambda h: np.save(h, result.video))
