@@ -9,9 +9,7 @@ import pytest
 import soundfile as sf
 
 import run
-
-sys.path.insert(0, str(Path(__file__).parent))
-from video_helpers import ASD_WEIGHTS, CLIP, CLIP_FACES, skip_without_frontend  # noqa: E402
+from tests.video_helpers import ASD_WEIGHTS, CLIP, CLIP_FACES, skip_without_frontend
 
 PROTOCOL = "AVA-AVD.SpeakerDiarization.data"
 VIDEO_A, VIDEO_B = "AAAAAAAAAAA", "BB-bbbbb_BB"

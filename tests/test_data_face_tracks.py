@@ -3,8 +3,14 @@
 import numpy as np
 
 from data.face_crops import crop_faces, crop_squares
-from data.face_tracks import (FaceTrack, TrackSettings, assign_slots, iou, link_detections,
-                              tracks_from_boxes)
+from data.face_tracks import (
+    FaceTrack,
+    TrackSettings,
+    assign_slots,
+    iou,
+    link_detections,
+    tracks_from_boxes,
+)
 
 SETTINGS = TrackSettings(iou_threshold=0.3, max_gap=10, extend=2, min_frames=5, smooth=1)
 

@@ -1,7 +1,6 @@
 """`run.py video` on the real interview clip and on bad inputs (data.video_frontend)."""
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -9,10 +8,7 @@ import pytest
 import soundfile as sf
 
 import run
-
-sys.path.insert(0, str(Path(__file__).parent))
-from video_helpers import (ASD_WEIGHTS, CLIP, clip_faces, skip_without_frontend,  # noqa: E402
-                           write_video)
+from tests.video_helpers import ASD_WEIGHTS, CLIP, clip_faces, skip_without_frontend, write_video
 
 
 @pytest.fixture(scope="module")
