@@ -14,10 +14,8 @@ the duration of the video stream. Every failure is a `VideoError` naming the fil
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from fractions import Fraction
-from pathlib import Path
 from typing import Iterator, List, Optional, Tuple
 
 import numpy as np
@@ -204,14 +202,3 @@ def read_audio(path, sample_rate: int = 16000, start_s: float = 0.0,
             samples = np.concatenate([samples, np.zeros(wanted - len(samples), np.float32)])
     return samples
 
-
-def audio_duration_s(waveform: Optional[np.ndarray], sample_rate: int = 16000) -> float:
-    return 0.0 if waveform is None else len(waveform) / sample_rate
-
-
-def expected_frames(duration_s: float, fps: float = 25.0) -> int:
-    return max(int(round(duration_s * fps)), 0) if math.isfinite(duration_s) else 0
-
-
-__all__ = ["VideoError", "VideoInfo", "probe", "frames_at_fps", "frame_times",
-           "is_variable_rate", "read_audio", "expected_frames", "Path"]
