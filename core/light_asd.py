@@ -19,7 +19,6 @@ embedding alone. Scores are log-odds (logit 1 - logit 0): > 0 means speaking.
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 from typing import Dict, Optional, Union
 
@@ -244,7 +243,9 @@ def default_weights(repo_root: Optional[Path] = None) -> Path:
     """Where Light-ASD's checkpoint is looked for: $AVDIAR_WEIGHTS (or ~/.cache/avdiar/weights)
     /light-asd/, then ../shared/real/light-asd/ beside the repository. FileNotFoundError
     naming both when neither holds it."""
-    weights = Path(os.environ.get("AVDIAR_WEIGHTS") or Path.home() / ".cache/avdiar/weights")
+    from core.weights import weights_dir
+
+    weights = weights_dir()
     root = repo_root or Path(__file__).resolve().parents[1]
     candidates = [weights / "light-asd" / DEFAULT_CHECKPOINT,
                   root.parent / "shared" / "real" / "light-asd" / DEFAULT_CHECKPOINT]

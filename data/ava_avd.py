@@ -248,6 +248,12 @@ def prepare_ava_avd(dataset_dir, out_dir, *, settings=None, asd_weights=None,
     if len(todo) < len(unique):
         log(f"{len(unique) - len(todo)} of {len(unique)} clips already prepared")
     settings = settings or FrontendSettings()
+    if any(not (layout / "tracks" / f"{c.video_id}-activespeaker.csv").is_file() for c in todo):
+        from core.weights import WeightsError, ensure_many
+        try:   # fetched once here, not by every worker
+            ensure_many(["mtcnn/pnet", "mtcnn/rnet", "mtcnn/onet"], log=log)
+        except WeightsError as error:
+            raise DataError(f"face detector weights: {error}") from None
     failed = set()
     bar = None
     if progress and todo:

@@ -64,6 +64,7 @@ def main(args: argparse.Namespace) -> int:
     try:
         frontend = VideoFrontend(frontend_settings(args), asd_weights=args.asd_weights,
                                  device=args.device)
+        frontend.detector  # fetch and load MTCNN's weights now, not halfway through a file
     except (ValueError, OSError, RuntimeError) as error:
         print(f"run.py video: {error}", file=sys.stderr)
         return 2

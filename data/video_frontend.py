@@ -121,7 +121,7 @@ class VideoFrontend:
             steps = np.diff(times) * 1000
             warnings.append(f"{path}: variable frame rate ({steps.min():.0f}-{steps.max():.0f} ms "
                             f"between frames): resampled to 25 fps, nearest frame")
-        waveform = read_audio(path, SAMPLE_RATE, start_s, end_s if end_s is not None else None)
+        waveform = read_audio(path, SAMPLE_RATE, start_s, end_s)
         if waveform is None:
             warnings.append(f"{path}: no audio stream: speaking scores from the faces alone, "
                             "no .wav written")

@@ -32,7 +32,7 @@ def _cli(tmp_path, video, *extra):
 
 def _no_partial_files(out: Path, uri: str):
     assert not (out / f"{uri}.npy").exists()
-    assert not [p for p in out.glob("*") if ".tmp-" in p.name] if out.exists() else True
+    assert not (out.exists() and [p for p in out.glob("*") if ".tmp-" in p.name])
 
 
 @pytest.mark.slow
@@ -113,7 +113,7 @@ def test_speaking_scores_agree_with_segmentation_3(interview, tmp_path):
     assert np.mean(np.argmax(speaking[single], axis=1) == who) >= 0.85
 
 
-def test_a_file_without_video_stream_is_refused(tmp_path, frontend_ready):
+def test_a_file_without_video_stream_is_refused(tmp_path, capsys, frontend_ready):
     import av
 
     path = tmp_path / "speech.m4a"
@@ -127,6 +127,8 @@ def test_a_file_without_video_stream_is_refused(tmp_path, frontend_ready):
             container.mux(packet)
     status, out = _cli(tmp_path, path, "--asd-weights", str(ASD_WEIGHTS))
     assert status == 1
+    expected = f"run.py video: {path}: no video stream (streams: audio)"
+    assert capsys.readouterr().err.strip() == expected
     _no_partial_files(out, "speech")
 
 
