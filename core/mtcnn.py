@@ -156,6 +156,13 @@ def _regressed(boxes: torch.Tensor, offsets: torch.Tensor, plus: float) -> torch
     return out
 
 
+def _resized(image: torch.Tensor, size) -> torch.Tensor:
+    """Area-averaged resize, channels-last (pooling and convolutions are several times
+    faster in that layout on a CPU)."""
+    out = F.interpolate(image, size=size, mode="area")
+    return out.contiguous(memory_format=torch.channels_last)
+
+
 def _normalised(image: torch.Tensor) -> torch.Tensor:
     return (image - 127.5) * 0.0078125
 
@@ -203,7 +210,7 @@ class MTCNN(nn.Module):
         found = []
         for scale in self.scales(height, width):
             size = (int(height * scale + 1), int(width * scale + 1))
-            offsets, prob = self.pnet(_normalised(F.interpolate(img, size=size, mode="area")))
+            offsets, prob = self.pnet(_normalised(_resized(img, size)))
             rows, cols = torch.nonzero(prob[0] >= self.thresholds[0], as_tuple=True)
             if not len(rows):
                 continue
@@ -225,8 +232,8 @@ class MTCNN(nn.Module):
         edges = boxes[:, :4].trunc().long().cpu().numpy()
         x1, y1 = np.maximum(edges[:, 0], 1), np.maximum(edges[:, 1], 1)
         x2, y2 = np.minimum(edges[:, 2], width), np.minimum(edges[:, 3], height)
-        crops = [F.interpolate(img[:, :, y1[k] - 1:y2[k], x1[k] - 1:x2[k]], size=(size, size),
-                               mode="area") for k in range(len(edges))]
+        crops = [_resized(img[:, :, y1[k] - 1:y2[k], x1[k] - 1:x2[k]], (size, size))
+                 for k in range(len(edges))]
         return _normalised(torch.cat(crops))
 
     def _refine(self, img: torch.Tensor, boxes: torch.Tensor, size: int, net: nn.Module,
@@ -265,4 +272,4 @@ def load_mtcnn(paths: Optional[Mapping[str, str]] = None, **settings) -> MTCNN:
         if missing:
             raise KeyError(f"MTCNN {name} ({paths[name]}): parameters not in the file: {missing}")
         net.load_state_dict(mapped, strict=True)
-    return model.eval()
+    return model.eval().to(memory_format=torch.channels_last)

@@ -113,11 +113,16 @@ def speaking_scores(model: LightASD, embeddings: np.ndarray,
     if mfcc is None:
         return model.visual_scores(visual)[0].float().cpu().numpy()
     audio = torch.from_numpy(mfcc).to(device)[None]
-    total = torch.zeros(len(embeddings), device=device)
+    frames, total = len(embeddings), torch.zeros(len(embeddings), device=device)
     for window_s in windows_s:
         step = max(int(round(window_s * fps)), 1)
-        for lo in range(0, len(embeddings), step):
-            hi = min(lo + step, len(embeddings))
-            part = audio[:, lo * MFCC_PER_FRAME:hi * MFCC_PER_FRAME]
-            total[lo:hi] += model.speaking_scores(visual[:, lo:hi], part)[0].float()
+        full = frames // step * step          # whole windows go through the GRU as one batch
+        if full:
+            total[:full] += model.speaking_scores(
+                visual[:, :full].reshape(-1, step, visual.shape[-1]),
+                audio[:, :full * MFCC_PER_FRAME].reshape(-1, step * MFCC_PER_FRAME,
+                                                         audio.shape[-1])).reshape(-1).float()
+        if full < frames:
+            total[full:] += model.speaking_scores(
+                visual[:, full:], audio[:, full * MFCC_PER_FRAME:frames * MFCC_PER_FRAME])[0]
     return (total / len(windows_s)).cpu().numpy()
