@@ -7,6 +7,8 @@
     python run.py compare ...  one table across experiment folders            (eval/)
     python run.py demo    ...  synthetic data, four models, one comparison     (demo.py)
     python run.py weights ...  fetch pretrained files into the weights cache  (data/)
+    python run.py video   ...  video files -> {uri}.npy face embeddings         (data/)
+    python run.py prepare ...  AVA-AVD release -> wavs, embeddings, database    (data/)
     python run.py --model 6 --finetune ... (no subcommand): train, then evaluate
                                             as the old research scripts did.
 """
@@ -27,6 +29,8 @@ SUBCOMMANDS = {
     "compare": ("eval.compare_cli", "compare experiment folders in one table and chart"),
     "demo": ("demo", "synthetic database -> train 0, 6, 7, 8 -> evaluate -> compare"),
     "weights": ("data.weights_cli", "fetch the pretrained files once, sha256 checked"),
+    "video": ("data.video_cli", "video files -> {uri}.npy face embeddings (+ wav) for --video-dir"),
+    "prepare": ("data.prepare_cli", "dataset release (ava-avd) -> wavs, embeddings, database.yml"),
 }
 
 
