@@ -28,17 +28,12 @@ from typing import Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 import soundfile as sf
 
+from data.errors import DataError, DataWarning
 from data.protocol import check_rttm_uris, protocol_sources
 
+__all__ = ["DataError", "DataWarning", "FileIndex", "FileRecord", "build_index", "data_summary"]
+
 INDEX_VERSION = 1
-
-
-class DataWarning(UserWarning):
-    """A data problem that is handled (masked, skipped, resampled) but worth knowing."""
-
-
-class DataError(ValueError):
-    """Bad input data; the message names the file and what is wrong."""
 
 
 @dataclass(frozen=True, eq=False)
