@@ -29,7 +29,8 @@ import numpy as np
 import soundfile as sf
 
 from data.errors import DataError, DataWarning
-from data.protocol import check_rttm_uris, protocol_sources
+from data.protocol import check_references, protocol_sources
+from data.references import unknown_uris_message
 
 __all__ = ["DataError", "DataWarning", "FileIndex", "FileRecord", "build_index", "data_summary"]
 
@@ -249,7 +250,8 @@ def build_index(protocol, split: str, *, video_dir=None, video_template: str = "
     require_video: a missing embeddings file is an error instead of a masked file;
     database_files: the database.yml files, for the cache key (default:
     PYANNOTE_DATABASE_CONFIG). Raises DataError naming the file for unreadable audio,
-    mis-shaped embeddings or (with require_video) missing ones.
+    a bad RTTM/UEM line (file and line number), mis-shaped embeddings or (with
+    require_video) missing ones; RTTM/UEM lines for files not in the list are warned.
     """
     if split not in ("train", "development", "test"):
         raise ValueError(f"split must be train, development or test, got {split!r}")
@@ -267,10 +269,9 @@ def build_index(protocol, split: str, *, video_dir=None, video_template: str = "
             index = FileIndex.load(cache)
             _report(index, require_video)
             return index
-    for rttm, uris in check_rttm_uris(name, database_files, split).items():
-        shown = ", ".join(uris[:5]) + (f" and {len(uris) - 5} more" if len(uris) > 5 else "")
-        warnings.warn(f"{rttm} has turns for files that are not in the {split} list of {name}: "
-                      f"{shown} (ignored)", DataWarning, stacklevel=2)
+    for path, uris in check_references(name, database_files, split).items():
+        warnings.warn(unknown_uris_message(path, uris, f"the {split} list of {name}"),
+                      DataWarning, stacklevel=2)
     arrays, meta = _records(protocol, split, video_dir, video_template, esize, progress)
     meta.update(protocol=name, split=split, video_fps=video_fps)
     index = FileIndex(arrays, meta)

@@ -124,11 +124,16 @@ def select_files(args: argparse.Namespace) -> Tuple[str, List[Dict]]:
     if groundtruths in SPLITS or groundtruths == "dev":
         if not args.protocol:
             raise ValueError(f"--groundtruths {groundtruths} needs --protocol (and --database)")
-        from data.protocol import load_protocol
+        from data.protocol import check_references, load_protocol
+        from data.references import unknown_uris_message
 
+        split = "development" if groundtruths == "dev" else groundtruths
         protocol = load_protocol(args.protocol, _databases(args.database))
-        return ("development" if groundtruths == "dev" else groundtruths,
-                protocol_files(protocol, groundtruths))
+        for path, uris in check_references(args.protocol, _databases(args.database),
+                                           split).items():
+            warnings.warn(unknown_uris_message(path, uris, f"the {split} list of "
+                                               f"{args.protocol}"), stacklevel=2)
+        return split, protocol_files(protocol, groundtruths)
     if not Path(groundtruths).is_file():
         raise ValueError(f"--groundtruths {groundtruths}: neither test/development nor a file")
     split = Path(groundtruths).stem
@@ -136,12 +141,11 @@ def select_files(args: argparse.Namespace) -> Tuple[str, List[Dict]]:
         return split, rttm_files(groundtruths, args.audio, args.uem)
     if not args.protocol:
         raise ValueError("--groundtruths FILE.rttm needs --audio DIR or --protocol")
-    from pyannote.database.util import load_rttm, load_uem
-
     from data.protocol import load_protocol
+    from data.references import read_rttm, read_uem
 
     files = protocol_files(load_protocol(args.protocol, _databases(args.database)), "test")
-    references, uems = load_rttm(groundtruths), (load_uem(args.uem) if args.uem else {})
+    references, uems = read_rttm(groundtruths), (read_uem(args.uem) if args.uem else {})
     missing = sorted(set(references) - {f["uri"] for f in files})
     if missing:
         warnings.warn(f"{groundtruths}: no test audio for {', '.join(missing)}", stacklevel=2)

@@ -69,11 +69,12 @@ def audio_files(audio: str) -> List[Dict]:
 
 def rttm_files(rttm: str, audio: str, uem: Optional[str] = None) -> List[Dict]:
     """Files named in an RTTM (and UEM), with audio `{audio}/{uri}.*`; RTTM-only or
-    audio-only uris are named in a warning (RTTM-only ones keep "audio": None)."""
-    from pyannote.database.util import load_rttm, load_uem
+    audio-only uris are named in a warning (RTTM-only ones keep "audio": None), and so are
+    UEM-only ones. A bad RTTM/UEM line raises DataError naming the file and the line."""
+    from data.references import read_rttm, read_uem
 
-    references = load_rttm(rttm)
-    uems = load_uem(uem) if uem else {}
+    references = read_rttm(rttm)
+    uems = read_uem(uem) if uem else {}
     found = {f["uri"]: f for f in audio_files(audio)}
     missing = sorted(set(references) - set(found))
     if missing:
@@ -83,6 +84,10 @@ def rttm_files(rttm: str, audio: str, uem: Optional[str] = None) -> List[Dict]:
     if extra:
         warnings.warn(f"{len(extra)} audio file(s) have no reference in {rttm}, not scored: "
                       f"{', '.join(extra)}", stacklevel=2)
+    uem_only = sorted(set(uems) - set(found) - set(references))
+    if uem_only:
+        warnings.warn(f"{uem} has regions for {len(uem_only)} file(s) with neither audio nor "
+                      f"reference (ignored): {', '.join(uem_only)}", stacklevel=2)
     files = []
     for uri in sorted(set(found) | set(references)):
         entry = dict(found.get(uri, {"uri": uri, "audio": None}))

@@ -6,10 +6,11 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+import pytest
 import soundfile as sf
 
 from data.audio import file_record, read_audio, read_audio_file
-from data.index import DataWarning
+from data.index import DataError, DataWarning
 
 
 def _caught(call):
@@ -56,3 +57,75 @@ def test_nan_before_resampling_and_averaging_does_not_spread(tmp_path):
     assert waveform.shape == (1, 64000) and bool(waveform.isfinite().all())
     assert any("stereo-nan.wav: 100 audio samples are NaN or inf" in m
                and "the first at 1.000 s" in m for m in messages)
+
+
+def _rttm(path, lines):
+    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    return path
+
+
+GOOD = ["SPEAKER f 1 1.000 3.000 <NA> <NA> A <NA> <NA>",
+        ";; a comment",
+        "SPEAKER f 1 5.000 4.000 <NA> <NA> B <NA> <NA>"]
+
+
+@pytest.mark.parametrize("line, problem", [
+    ("SPEAKER f 1 9.000 abc <NA> <NA> C <NA> <NA>", "line 4: duration 'abc' is not a number"),
+    ("SPEAKER f 1 9.000 -1.000 <NA> <NA> C <NA> <NA>", "line 4: negative duration -1 s"),
+    ("SPEAKER f 1 -2.000 1.000 <NA> <NA> C <NA> <NA>", "line 4: negative start -2 s"),
+    ("SPEAKER f 1 nan 1.000 <NA> <NA> C <NA> <NA>", "line 4: start 'nan' is not a finite"),
+    ("SPEAKER f 1 9.000", "line 4: 4 fields"),
+])
+def test_a_bad_rttm_line_names_file_and_line(tmp_path, line, problem):
+    from data.references import read_rttm
+
+    path = _rttm(tmp_path / "ref.rttm", GOOD + [line])
+    with pytest.raises(DataError, match=rf"ref\.rttm {problem}"):
+        read_rttm(path)
+
+
+def test_good_rttm_and_uem_read_as_pyannote_reads_them(tmp_path):
+    from pyannote.database.util import load_rttm, load_uem
+
+    from data.references import read_rttm, read_uem
+
+    rttm = _rttm(tmp_path / "ref.rttm", [GOOD[0], GOOD[2], "SPEAKER g 1 0.5 0.0 <NA> <NA> Z "
+                                         "<NA> <NA>", "SPEAKER g 1 2.5 1.25 <NA> <NA> Y <NA> <NA>"])
+    ours, theirs = read_rttm(rttm), load_rttm(str(rttm))
+    assert sorted(ours) == sorted(theirs) == ["f", "g"]
+    for uri in ours:  # the same turns; the zero-length one is left out by both
+        turns = [(s, label) for s, _, label in ours[uri].itertracks(yield_label=True)]
+        assert turns == [(s, label) for s, _, label in theirs[uri].itertracks(yield_label=True)]
+    assert [label for _, _, label in ours["g"].itertracks(yield_label=True)] == ["Y"]
+    uem = _rttm(tmp_path / "ref.uem", ["f 1 0.000 10.000", "g 1 1.000 4.000"])
+    assert {u: list(t) for u, t in read_uem(uem).items()} == {
+        u: list(t) for u, t in load_uem(str(uem)).items()}
+    _rttm(uem, ["f 1 4.000 2.000"])
+    with pytest.raises(DataError, match=r"ref\.uem line 1: end 2 s is before start 4 s"):
+        read_uem(uem)
+
+
+def _index(yml, name, **kwargs):
+    from data import build_index, load_protocol
+
+    return build_index(load_protocol(name, [str(yml)]), "train", database_files=[str(yml)],
+                       progress=False, **kwargs)
+
+
+def test_training_index_refuses_a_negative_duration_with_file_and_line(tmp_path,
+                                                                        write_database):
+    sine = (0.1 * np.sin(np.arange(16000 * 12) / 5.0), 16000)
+    yml = write_database(tmp_path, {"n0": sine}, [("n0", 1.0, 3.0, "A"), ("n0", 6.0, 4.0, "B")],
+                         name="NegDur.SpeakerDiarization.T")
+    with pytest.raises(DataError, match=r"ref\.rttm line 2: negative duration -2 s"):
+        _index(yml, "NegDur.SpeakerDiarization.T")
+
+
+def test_uem_lines_for_unlisted_files_are_named(tmp_path, write_database):
+    sine = (0.1 * np.sin(np.arange(16000 * 12) / 5.0), 16000)
+    yml = write_database(tmp_path, {"u0": sine}, [("u0", 1.0, 3.0, "A")],
+                         uem=[("u0", 0.0, 12.0), ("phantom3", 0.0, 5.0)],
+                         name="UemExtra.SpeakerDiarization.T")
+    with pytest.warns(DataWarning, match=r"ref\.uem has lines for 1 file\(s\) that are not in "
+                                         r"the train list.*phantom3"):
+        _index(yml, "UemExtra.SpeakerDiarization.T")

@@ -1,0 +1,80 @@
+"""run.py eval and infer on bad input: each gets a one-line error naming the file (rc 2) or
+a warning naming it, never a traceback or a silent score."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+import run
+from core import build_model
+
+TINY = dict(lstm={"hidden_size": 16, "num_layers": 1, "bidirectional": True, "dropout": 0.0},
+            linear={"hidden_size": 16, "num_layers": 1}, duration_s=5.0)
+FAST = ["--step", "0.5", "--batch-size", "8", "--no-progress", "--device", "cpu"]
+
+
+def _sine(seconds, rate=16000):
+    return (0.1 * np.sin(np.arange(int(rate * seconds)) / 5.0)).astype(np.float32)
+
+
+def _save(folder, model_id="audio", esize=8):
+    torch.manual_seed(0)
+    model = build_model(model_id, esize=esize, **TINY)
+    (folder / "checkpoints").mkdir(parents=True)
+    path = folder / "checkpoints" / "best.pt"
+    torch.save({"model_state": model.state_dict(), "model_hparams": dict(model.hparams),
+                "step": 0, "config": {"model": model_id}}, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    return _save(tmp_path_factory.mktemp("ckpt") / "exp")
+
+
+def _eval(checkpoint, rttm, audio, out, *extra):
+    return run.main(["eval", "--checkpoint", str(checkpoint), "--groundtruths", str(rttm),
+                     "--audio", str(audio), "--out", str(out), "--embedding", "none",
+                     "--clustering", "oracle", "--plots", "0", *FAST, *extra])
+
+
+def _one_line_error(capsys, *parts):
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    for part in parts:
+        assert part in err, err
+    return err
+
+
+@pytest.mark.parametrize("line, problem", [
+    ("SPEAKER f 1 9.0 abc <NA> <NA> C <NA> <NA>", "bad.rttm line 2: duration 'abc' is not"),
+    ("SPEAKER f 1 9.0 -1.0 <NA> <NA> C <NA> <NA>", "bad.rttm line 2: negative duration -1 s"),
+])
+def test_eval_names_the_rttm_line(checkpoint, tmp_path, capsys, line, problem):
+    (tmp_path / "wav").mkdir()
+    sf.write(tmp_path / "wav" / "f.wav", _sine(8), 16000)
+    (tmp_path / "bad.rttm").write_text("SPEAKER f 1 1.0 3.0 <NA> <NA> A <NA> <NA>\n" + line
+                                       + "\n")
+    assert _eval(checkpoint, tmp_path / "bad.rttm", tmp_path / "wav", tmp_path / "out") == 2
+    _one_line_error(capsys, problem)
+
+
+def test_eval_on_a_protocol_names_rttm_lines_of_unlisted_files(checkpoint, tmp_path,
+                                                               write_database):
+    yml = write_database(tmp_path, {"p0": (_sine(8), 16000)}, [("p0", 1.0, 3.0, "A")],
+                         name="EvalGhost.SpeakerDiarization.T")
+    with open(tmp_path / "ref.rttm", "a") as rttm:
+        rttm.write("SPEAKER ghost9 1 0.0 1.0 <NA> <NA> Z <NA> <NA>\n")
+    with pytest.warns(UserWarning, match=r"ref\.rttm has lines for 1 file\(s\) that are not "
+                                         r"in the test list.*ghost9"):
+        status = run.main(["eval", "--checkpoint", str(checkpoint), "--protocol",
+                           "EvalGhost.SpeakerDiarization.T", "--database", str(yml),
+                           "--out", str(tmp_path / "out"), "--embedding", "none",
+                           "--clustering", "oracle", "--plots", "0", *FAST])
+    assert status == 0
+    assert json.loads((tmp_path / "out" / "report.json").read_text())["files"] == ["p0"]
