@@ -34,6 +34,7 @@ import soundfile as sf
 import torch
 
 from core.constants import SAMPLE_RATE
+from data.audio_header import read_header, truncation_message
 from data.errors import DataError, DataWarning
 from data.index import FileRecord
 
@@ -177,15 +178,16 @@ def read_audio(record: FileRecord, start_s: Optional[float] = None,
 
 def file_record(path: str) -> FileRecord:
     """A FileRecord for an audio file that is in no protocol (uri = the file's stem), from
-    its header: rate, length and channels; no annotation, no video."""
-    try:
-        info = sf.info(str(path))
-    except Exception as error:
-        raise DataError(f"{path}: cannot read audio ({error})") from error
+    its header: rate, length and channels; no annotation, no video. DataError naming the
+    file when it cannot be read; a DataWarning when it is truncated (data.audio_header)."""
+    header = read_header(path)
+    message = truncation_message(path, header)
+    if message:
+        warnings.warn(message, DataWarning, stacklevel=2)
     empty = np.zeros((0, 2), dtype=np.float64)
     return FileRecord(index=-1, uri=Path(path).stem, audio=str(path),
-                      sample_rate=int(info.samplerate), num_samples=int(info.frames),
-                      channels=int(info.channels), annotated=empty, turns=empty,
+                      sample_rate=header.sample_rate, num_samples=header.num_samples,
+                      channels=header.channels, annotated=empty, turns=empty,
                       turn_speakers=np.zeros(0, dtype=np.int64), speakers=(), video=None,
                       video_frames=0)
 

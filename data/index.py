@@ -4,7 +4,7 @@
     record = index[0]          # FileRecord (uri, audio, sample_rate, num_samples, ...)
     print(data_summary(index, duration_s=10.0))
 
-Audio facts come from the file header (soundfile.info), never from decoding. The index is
+Audio facts come from the file header (data.audio_header), never from decoding. The index is
 stored as a few flat numpy arrays (struct of arrays, no per-file Python objects), so
 that DataLoader workers forked from the main process share it without copy-on-write
 growth; `index[i]` builds a `FileRecord` view on demand.
@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
-import soundfile as sf
 
+from data.audio_header import read_header, truncation_message
 from data.errors import DataError, DataWarning
 from data.protocol import check_references, protocol_sources
 from data.references import unknown_uris_message
@@ -172,17 +172,18 @@ def _records(protocol, split: str, video_dir, template: str, esize: Optional[int
         iterator = tqdm(files, desc=f"indexing {split}", unit="file")
     for file in iterator:
         uri, audio = str(file["uri"]), str(file["audio"])
-        try:
-            info = sf.info(audio)
-        except Exception as error:
-            raise DataError(f"{uri}: cannot read the audio header of {audio}: {error}") from error
-        duration = info.frames / info.samplerate if info.samplerate else 0.0
-        if info.frames == 0:
+        info = read_header(audio)
+        duration = info.num_samples / info.sample_rate if info.sample_rate else 0.0
+        if info.num_samples == 0:
             problems.append(f"{uri}: empty audio file {audio}")
         if info.channels > 1:
             problems.append(f"{uri}: {info.channels} channels, averaged to mono")
-        if info.samplerate != 16000 and info.frames:
-            problems.append(f"{uri}: {info.samplerate} Hz, resampled to 16000 Hz")
+        if info.sample_rate != 16000 and info.num_samples:
+            problems.append(f"{uri}: {info.sample_rate} Hz, resampled to 16000 Hz")
+        truncated = truncation_message(audio, info)
+        if truncated:
+            problems.append(f"{uri}: {truncated}")
+            warnings.warn(truncated, DataWarning, stacklevel=3)
         uem = file["annotated"] if "annotated" in file else None
         regions = [(s.start, s.end) for s in uem] if uem is not None else [(0.0, duration)]
         regions = np.array([(max(s, 0.0), min(e, duration)) for s, e in regions
@@ -194,7 +195,7 @@ def _records(protocol, split: str, video_dir, template: str, esize: Optional[int
         labels = sorted(file["annotation"].labels())
         tracks = sorted((seg.start, seg.end, labels.index(label))
                         for seg, _, label in file["annotation"].itertracks(yield_label=True))
-        if not tracks and info.frames:
+        if not tracks and info.num_samples:
             problems.append(f"{uri}: no speech turn in the annotation")
         video_path, video_frames = "", 0
         if video_dir is not None:
@@ -207,8 +208,8 @@ def _records(protocol, split: str, video_dir, template: str, esize: Optional[int
                 missing.append(uri)
         columns["uri"].append(uri)
         columns["audio"].append(audio)
-        columns["sample_rate"].append(info.samplerate)
-        columns["num_samples"].append(info.frames)
+        columns["sample_rate"].append(info.sample_rate)
+        columns["num_samples"].append(info.num_samples)
         columns["channels"].append(info.channels)
         columns["video"].append(video_path)
         columns["video_frames"].append(video_frames)

@@ -129,3 +129,40 @@ def test_uem_lines_for_unlisted_files_are_named(tmp_path, write_database):
     with pytest.warns(DataWarning, match=r"ref\.uem has lines for 1 file\(s\) that are not in "
                                          r"the train list.*phantom3"):
         _index(yml, "UemExtra.SpeakerDiarization.T")
+
+
+def _truncated_wav(path, seconds=20):
+    """A 16 kHz PCM_16 WAV whose header promises `seconds` but whose file holds half."""
+    sf.write(path, (0.1 * np.sin(np.arange(16000 * seconds) / 5.0)).astype(np.float32), 16000,
+             subtype="PCM_16")
+    content = path.read_bytes()
+    path.write_bytes(content[:44 + 16000 * seconds])  # header + half the 2-byte samples
+    return path
+
+
+def test_a_truncated_wav_is_named_with_what_is_missing(tmp_path):
+    from data.audio_header import read_header
+
+    path = _truncated_wav(tmp_path / "cut.wav")
+    header = read_header(path)
+    assert (header.num_samples, header.missing_samples) == (160000, 160000)
+    waveform, messages = _caught(lambda: read_audio_file(str(path)))
+    assert waveform.shape == (1, 160000)
+    assert len(messages) == 1 and "cut.wav: truncated: its header promises 320000 samples " \
+        "(20.00 s) but the file holds 160000 (10.00 s); the last 10.00 s are missing" in messages[0]
+    whole = tmp_path / "whole.wav"  # a complete file, and one written as a stream
+    sf.write(whole, np.zeros(16000, dtype=np.float32), 16000, subtype="PCM_16")
+    assert read_header(whole).missing_samples == 0
+    _, messages = _caught(lambda: read_audio_file(str(whole)))
+    assert messages == []
+
+
+def test_training_index_reports_a_truncated_wav(tmp_path, write_database):
+    sine = (0.1 * np.sin(np.arange(16000 * 20) / 5.0), 16000)
+    yml = write_database(tmp_path, {"tr0": sine}, [("tr0", 1.0, 3.0, "A")],
+                         name="Trunc.SpeakerDiarization.T")
+    _truncated_wav(tmp_path / "audio" / "tr0.wav")
+    index, messages = _caught(lambda: _index(yml, "Trunc.SpeakerDiarization.T"))
+    assert index[0].num_samples == 160000
+    assert any("tr0.wav: truncated" in m and "last 10.00 s are missing" in m for m in messages)
+    assert any("tr0.wav: truncated" in p for p in index.problems)

@@ -78,3 +78,14 @@ def test_eval_on_a_protocol_names_rttm_lines_of_unlisted_files(checkpoint, tmp_p
                            "--clustering", "oracle", "--plots", "0", *FAST])
     assert status == 0
     assert json.loads((tmp_path / "out" / "report.json").read_text())["files"] == ["p0"]
+
+
+def test_eval_warns_about_a_truncated_wav(checkpoint, tmp_path):
+    (tmp_path / "wav").mkdir()
+    path = tmp_path / "wav" / "cut.wav"
+    sf.write(path, _sine(12), 16000, subtype="PCM_16")
+    path.write_bytes(path.read_bytes()[:44 + 16000 * 12])  # half the samples
+    (tmp_path / "ref.rttm").write_text("SPEAKER cut 1 1.0 9.0 <NA> <NA> A <NA> <NA>\n")
+    with pytest.warns(UserWarning, match=r"cut\.wav: truncated: .* the last 6\.00 s are "
+                                         r"missing"):
+        assert _eval(checkpoint, tmp_path / "ref.rttm", tmp_path / "wav", tmp_path / "o") == 0
