@@ -31,6 +31,7 @@ from data.audio_header import read_header, truncation_message
 from data.errors import DataError, DataWarning
 from data.protocol import check_references, protocol_sources
 from data.references import unknown_uris_message
+from data.video import frame_count_message, read_video_file
 
 __all__ = ["DataError", "DataWarning", "FileIndex", "FileRecord", "build_index", "data_summary"]
 
@@ -144,23 +145,8 @@ def _cache_key(name: str, split: str, sources: Sequence[Path], settings: dict) -
     return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _video_info(path: Path, esize: Optional[int]) -> Tuple[int, int]:
-    """(frames, esize) of an embeddings file; DataError naming the file when wrong."""
-    try:
-        array = np.load(path, mmap_mode="r", allow_pickle=False)
-    except Exception as error:
-        raise DataError(f"cannot read video embeddings {path}: {error}") from error
-    if array.ndim != 2 or array.dtype not in (np.float16, np.float32):
-        raise DataError(f"video embeddings {path} have shape {array.shape} and dtype "
-                        f"{array.dtype}; expected (frames, esize) float16 or float32")
-    if esize is not None and array.shape[1] != esize:
-        raise DataError(f"video embeddings {path} have shape {array.shape} but --esize is "
-                        f"{esize}: every file must have {esize} columns")
-    return int(array.shape[0]), int(array.shape[1])
-
-
 def _records(protocol, split: str, video_dir, template: str, esize: Optional[int],
-             progress: bool) -> Tuple[dict, dict]:
+             video_fps: float, progress: bool) -> Tuple[dict, dict]:
     files = list(getattr(protocol, split)())
     columns = {k: [] for k in ("uri", "audio", "sample_rate", "num_samples", "channels",
                                "video", "video_frames")}
@@ -201,8 +187,12 @@ def _records(protocol, split: str, video_dir, template: str, esize: Optional[int
         if video_dir is not None:
             path = Path(video_dir) / template.format(uri=uri)
             if path.is_file():
-                video_frames, found = _video_info(path, esize)
-                esize = found if esize is None else esize
+                array = read_video_file(str(path), esize)  # data.video's one rule
+                mismatch = frame_count_message(str(path), len(array), video_fps, duration)
+                if mismatch:
+                    problems.append(f"{uri}: {mismatch}")
+                    warnings.warn(mismatch, DataWarning, stacklevel=3)
+                video_frames, esize = int(array.shape[0]), int(array.shape[1])
                 video_path = str(path)
             else:
                 missing.append(uri)
@@ -273,7 +263,8 @@ def build_index(protocol, split: str, *, video_dir=None, video_template: str = "
     for path, uris in check_references(name, database_files, split).items():
         warnings.warn(unknown_uris_message(path, uris, f"the {split} list of {name}"),
                       DataWarning, stacklevel=2)
-    arrays, meta = _records(protocol, split, video_dir, video_template, esize, progress)
+    arrays, meta = _records(protocol, split, video_dir, video_template, esize, video_fps,
+                           progress)
     meta.update(protocol=name, split=split, video_fps=video_fps)
     index = FileIndex(arrays, meta)
     _report(index, require_video)

@@ -24,6 +24,7 @@ import torch.nn as nn
 from pyannote.core import Annotation, Segment, Timeline
 from tqdm.auto import tqdm
 
+from core.constants import SAMPLE_RATE
 from core.local_der import DER_KEYS, der_from_sums
 from core.models import takes_video, video_size
 from data.audio import read_audio_file
@@ -184,8 +185,9 @@ def _diarize_file(model: nn.Module, embedding_model: Optional[nn.Module], file: 
     added to `results`."""
     uri = file["uri"]
     waveform = read_audio_file(file["audio"])
-    video = (find_video(options.video_dir, uri, video_size(model)) if takes_video(model)
-             else None)
+    video = (find_video(options.video_dir, uri, video_size(model),
+                        waveform.shape[-1] / SAMPLE_RATE, _video_fps(model))
+             if takes_video(model) else None)
     windows = infer_file(model, waveform, video, step_ratio=options.step_ratio,
                          batch_size=options.batch_size, device=device,
                          progress=options.progress, desc=uri, amp=options.amp)
@@ -207,6 +209,11 @@ def _diarize_file(model: nn.Module, embedding_model: Optional[nn.Module], file: 
         if reference is not None:
             hypothesis = rename_to_reference(hypothesis, reference)
         results.hypotheses["full"][uri] = hypothesis
+
+
+def _video_fps(model: nn.Module) -> float:
+    """The frame rate the model's video embeddings are at (25 by default)."""
+    return float(getattr(model, "video_fps", 25.0) or 25.0)
 
 
 def _model_info(model: nn.Module) -> Dict[str, object]:

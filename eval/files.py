@@ -19,11 +19,12 @@ from data.video import read_video_file
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".sph")
 
 
-def find_video(video_dir: Optional[str], uri: str, esize: Optional[int] = None
-               ) -> Optional[np.ndarray]:
-    """(frames, E) embeddings `{video_dir}/{uri}.npy`, memory-mapped (data.video's reader),
-    or None (with a warning) when there is no such file. esize: the width the model takes
-    (core.models.video_size), checked when given; the error names the file."""
+def find_video(video_dir: Optional[str], uri: str, esize: Optional[int] = None,
+               duration_s: Optional[float] = None, fps: float = 25.0) -> Optional[np.ndarray]:
+    """(frames, E) embeddings `{video_dir}/{uri}.npy`, memory-mapped and checked by data.video's
+    read_video_file (the rule training's index uses: DataError naming the file for a wrong
+    shape, dtype or esize; a warning when its frames at `fps` do not fit the audio's
+    `duration_s`), or None (with a warning) when there is no such file."""
     if not video_dir:
         return None
     path = Path(video_dir) / f"{uri}.npy"
@@ -31,7 +32,7 @@ def find_video(video_dir: Optional[str], uri: str, esize: Optional[int] = None
         warnings.warn(f"{path}: no video embeddings; {uri} is processed without video",
                       stacklevel=2)
         return None
-    return read_video_file(str(path), esize)
+    return read_video_file(str(path), esize, duration_s, fps)
 
 
 def protocol_files(protocol, split: str) -> List[Dict]:

@@ -11,6 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from core.constants import SAMPLE_RATE
 from core.models import add_esize_argument, takes_video, video_size
 from eval.cli import add_common_arguments, clustering_options, load_embedding, resolve_device
 
@@ -55,7 +56,8 @@ def main(args: argparse.Namespace) -> int:
     results = []
     for file in files:
         waveform = read_audio_file(file["audio"])
-        video = (find_video(args.video_dir, file["uri"], video_size(model))
+        video = (find_video(args.video_dir, file["uri"], video_size(model),
+                            waveform.shape[-1] / SAMPLE_RATE, getattr(model, "video_fps", 25.0))
                  if takes_video(model) else None)
         windows = infer_file(model, waveform, video, step_ratio=args.step,
                              batch_size=args.batch_size, device=device,

@@ -166,3 +166,46 @@ def test_training_index_reports_a_truncated_wav(tmp_path, write_database):
     assert index[0].num_samples == 160000
     assert any("tr0.wav: truncated" in m and "last 10.00 s are missing" in m for m in messages)
     assert any("tr0.wav: truncated" in p for p in index.problems)
+
+
+def _video_database(tmp_path, write_database, name, video):
+    sine = (0.1 * np.sin(np.arange(16000 * 20) / 5.0), 16000)
+    yml = write_database(tmp_path, {"v0": sine}, [("v0", 1.0, 3.0, "A")], name=name)
+    (tmp_path / "video").mkdir()
+    np.save(tmp_path / "video" / "v0.npy", video)
+    return yml
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.int32])
+def test_video_of_another_dtype_is_refused_alike_by_train_and_eval(tmp_path, write_database,
+                                                                  dtype):
+    from data.video import read_video_file
+
+    name = f"Dtype{np.dtype(dtype).name}.SpeakerDiarization.T"
+    yml = _video_database(tmp_path, write_database, name, np.ones((500, 8), dtype=dtype))
+    problem = rf"v0\.npy: video embeddings are {np.dtype(dtype).name}; expected float16 or float32"
+    with pytest.raises(DataError, match=problem):
+        _index(yml, name, video_dir=tmp_path / "video")
+    with pytest.raises(DataError, match=problem):
+        read_video_file(str(tmp_path / "video" / "v0.npy"), esize=8, duration_s=20.0)
+
+
+@pytest.mark.parametrize("frames, video_s", [(50, "2.0"), (5000, "200.0")])
+def test_video_ten_times_too_short_or_long_is_warned_alike_by_train_and_eval(
+        tmp_path, write_database, frames, video_s):
+    from data.video import read_video_file
+
+    name = f"Frames{frames}.SpeakerDiarization.T"
+    yml = _video_database(tmp_path, write_database, name, np.ones((frames, 8), np.float16))
+    expected = (f"v0.npy: {frames} video frames last {video_s} s at 25 fps, but the audio "
+                "lasts 20.0 s")
+    index, messages = _caught(lambda: _index(yml, name, video_dir=tmp_path / "video"))
+    assert any(expected in m for m in messages) and any(expected in p for p in index.problems)
+    _, messages = _caught(lambda: read_video_file(str(tmp_path / "video" / "v0.npy"), 8,
+                                                  duration_s=20.0, fps=25.0))
+    assert len(messages) == 1 and expected in messages[0]
+    # what the synthetic database and most real data hold: a second or so of difference
+    np.save(tmp_path / "video" / "near.npy", np.ones((520, 8), np.float16))
+    _, messages = _caught(lambda: read_video_file(str(tmp_path / "video" / "near.npy"), 8,
+                                                  duration_s=20.0))
+    assert messages == []

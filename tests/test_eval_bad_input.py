@@ -89,3 +89,41 @@ def test_eval_warns_about_a_truncated_wav(checkpoint, tmp_path):
     with pytest.warns(UserWarning, match=r"cut\.wav: truncated: .* the last 6\.00 s are "
                                          r"missing"):
         assert _eval(checkpoint, tmp_path / "ref.rttm", tmp_path / "wav", tmp_path / "o") == 0
+
+
+def _broken_npy(path):
+    np.save(path, np.ones((500, 8), np.float32))
+    path.write_bytes(path.read_bytes()[:1000])  # header says 500 rows; the file holds fewer
+
+
+@pytest.mark.parametrize("write, problem", [
+    (lambda p: np.save(p, np.ones((500, 8), np.float64)),
+     "f.npy: video embeddings are float64; expected float16 or float32"),
+    (lambda p: np.save(p, np.ones((500, 8), np.int64)), "f.npy: video embeddings are int64"),
+    (lambda p: np.save(p, np.array([[None] * 8] * 500, dtype=object), allow_pickle=True),
+     "f.npy: Array can't be memory-mapped"),
+    (_broken_npy, "f.npy: mmap length is greater than file size"),
+])
+def test_eval_refuses_bad_video_naming_the_file(tmp_path, capsys, write, problem):
+    checkpoint = _save(tmp_path / "late", "late", esize=8)
+    (tmp_path / "wav").mkdir()
+    (tmp_path / "video").mkdir()
+    sf.write(tmp_path / "wav" / "f.wav", _sine(20), 16000)
+    write(tmp_path / "video" / "f.npy")
+    (tmp_path / "ref.rttm").write_text("SPEAKER f 1 1.0 3.0 <NA> <NA> A <NA> <NA>\n")
+    assert _eval(checkpoint, tmp_path / "ref.rttm", tmp_path / "wav", tmp_path / "o",
+                 "--video-dir", str(tmp_path / "video")) == 2
+    _one_line_error(capsys, problem.split(": ", 1)[1], str(tmp_path / "video" / "f.npy"))
+
+
+def test_eval_warns_about_video_ten_times_too_short(tmp_path):
+    checkpoint = _save(tmp_path / "late", "late", esize=8)
+    (tmp_path / "wav").mkdir()
+    (tmp_path / "video").mkdir()
+    sf.write(tmp_path / "wav" / "f.wav", _sine(20), 16000)
+    np.save(tmp_path / "video" / "f.npy", np.ones((50, 8), np.float16))
+    (tmp_path / "ref.rttm").write_text("SPEAKER f 1 1.0 3.0 <NA> <NA> A <NA> <NA>\n")
+    with pytest.warns(UserWarning, match=r"f\.npy: 50 video frames last 2\.0 s at 25 fps, but "
+                                         r"the audio lasts 20\.0 s"):
+        assert _eval(checkpoint, tmp_path / "ref.rttm", tmp_path / "wav", tmp_path / "o",
+                     "--video-dir", str(tmp_path / "video")) == 0
