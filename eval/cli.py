@@ -23,6 +23,24 @@ from eval.clustering import MIN_CLUSTER_SIZE, THRESHOLD
 SPLITS = ("test", "development")
 
 
+def user_errors() -> Tuple[type, ...]:
+    """The exceptions that mean bad input (a file, a checkpoint, a flag), which eval and infer
+    report as one line and exit code 2 instead of a traceback."""
+    from pickle import UnpicklingError
+
+    from core.pretrained import CheckpointMismatchError
+    from core.safe_pickle import CorruptCheckpointError
+
+    return (ValueError, OSError, ConnectionError, ImportError, UnpicklingError,
+            CorruptCheckpointError, CheckpointMismatchError)
+
+
+def error_line(error: BaseException) -> str:
+    """`error`'s message on one line (a multi-line message joined with '; ')."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return "; ".join(lines) or type(error).__name__
+
+
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     """Inference and diarization flags shared by eval and infer."""
     g = parser.add_argument_group("inference")
@@ -229,8 +247,8 @@ def main(args: argparse.Namespace) -> int:
                                 revision=args.revision, token=args.hf_token,
                                 map_location=str(device))
         summary = run_evaluation(model, args, str(out))
-    except (ValueError, FileNotFoundError, PermissionError, ConnectionError) as error:
-        print(f"run.py eval: {error}", file=sys.stderr)
+    except user_errors() as error:
+        print(f"run.py eval: {error_line(error)}", file=sys.stderr)
         return 2
     print_totals(summary)
     return 0
@@ -253,8 +271,8 @@ def evaluate_after_training(args: argparse.Namespace) -> int:
     try:
         model = load_pretrained(str(checkpoint))
         summary = run_evaluation(model, args, str(experiment / "eval"))
-    except (ValueError, FileNotFoundError, PermissionError, ConnectionError) as error:
-        print(f"run.py: evaluation failed: {error}", file=sys.stderr)
+    except user_errors() as error:
+        print(f"run.py: evaluation failed: {error_line(error)}", file=sys.stderr)
         return 2
     print_totals(summary)
     return 0

@@ -127,3 +127,40 @@ def test_eval_warns_about_video_ten_times_too_short(tmp_path):
                                          r"the audio lasts 20\.0 s"):
         assert _eval(checkpoint, tmp_path / "ref.rttm", tmp_path / "wav", tmp_path / "o",
                      "--video-dir", str(tmp_path / "video")) == 0
+
+
+class _Evil:
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("echo unsafe",))
+
+
+def _corrupt(folder):
+    path = folder / "corrupt.pt"
+    path.write_bytes(b"not a checkpoint" * 8)
+    return path, "not a torch checkpoint in zip format"
+
+
+def _unsafe(folder):
+    path = folder / "unsafe.pt"
+    torch.save({"model_state": _Evil()}, path)
+    return path, "refusing to load global 'posix.system'"
+
+
+def _mismatched(folder):
+    path = folder / "mismatched.pt"
+    saved = torch.load(_save(folder / "m"), weights_only=True)
+    saved["model_state"]["classifier.weight"] = torch.zeros(3, 3)
+    torch.save(saved, path)
+    return path, "checkpoint does not fit the model; "
+
+
+@pytest.mark.parametrize("make", [_corrupt, _unsafe, _mismatched])
+def test_eval_bad_checkpoint_is_one_line_naming_the_file(tmp_path, capsys, make):
+    path, problem = make(tmp_path)
+    (tmp_path / "wav").mkdir()
+    sf.write(tmp_path / "wav" / "f.wav", _sine(6), 16000)
+    (tmp_path / "ref.rttm").write_text("SPEAKER f 1 1.0 3.0 <NA> <NA> A <NA> <NA>\n")
+    assert _eval(path, tmp_path / "ref.rttm", tmp_path / "wav", tmp_path / "o") == 2
+    _one_line_error(capsys, str(path), problem)
