@@ -35,6 +35,15 @@ def user_errors() -> Tuple[type, ...]:
             CorruptCheckpointError, CheckpointMismatchError)
 
 
+def output_folder(out: str) -> Path:
+    """`out` as a folder to write into (created); ValueError when it names a file."""
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"--out {out} is a file; give a folder")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def error_line(error: BaseException) -> str:
     """`error`'s message on one line (a multi-line message joined with '; ')."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]

@@ -14,6 +14,9 @@ from typing import Dict, Iterable, List, Optional
 
 import numpy as np
 
+from core.constants import SAMPLE_RATE
+from data.audio_header import read_header
+from data.errors import DataError
 from data.video import read_video_file
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".sph")
@@ -33,6 +36,34 @@ def find_video(video_dir: Optional[str], uri: str, esize: Optional[int] = None,
                       stacklevel=2)
         return None
     return read_video_file(str(path), esize, duration_s, fps)
+
+
+def min_samples(model) -> int:
+    """The fewest 16 kHz samples that give `model` one output frame (its receptive field:
+    991 for SincNet at stride 10), 1 for a model that does not say."""
+    size = getattr(model, "receptive_field_size", None)
+    return int(size(1)) if callable(size) else 1
+
+
+def audio_problem(path: str, least_samples: int = 1) -> Optional[str]:
+    """Why the audio file at `path` cannot be diarized (one line naming it: unreadable,
+    empty, shorter than `least_samples` at 16 kHz, a name with a space, which RTTM cannot
+    hold), or None. Reads the header only."""
+    if any(c.isspace() for c in Path(path).stem):
+        return (f"{path}: the file name holds a space, which an RTTM uri cannot; rename the "
+                "file")
+    try:
+        header = read_header(path)
+    except DataError as error:
+        return str(error)
+    if header.num_samples == 0:
+        return f"{path}: empty audio file (0 samples)"
+    samples = header.num_samples * SAMPLE_RATE / max(header.sample_rate, 1)
+    if samples < least_samples:
+        return (f"{path}: too short: {header.num_samples / header.sample_rate:.3f} s; the "
+                f"model needs {least_samples / SAMPLE_RATE:.3f} s ({least_samples} samples) "
+                "for one output frame")
+    return None
 
 
 def protocol_files(protocol, split: str) -> List[Dict]:

@@ -4,6 +4,7 @@ a warning naming it, never a traceback or a silent score."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -164,3 +165,56 @@ def test_eval_bad_checkpoint_is_one_line_naming_the_file(tmp_path, capsys, make)
     (tmp_path / "ref.rttm").write_text("SPEAKER f 1 1.0 3.0 <NA> <NA> A <NA> <NA>\n")
     assert _eval(path, tmp_path / "ref.rttm", tmp_path / "wav", tmp_path / "o") == 2
     _one_line_error(capsys, str(path), problem)
+
+
+SKELETON = Path(__file__).parent / "fixtures" / "wespeaker_skeleton.bin"
+
+
+def _infer(checkpoint, audio, out, *extra):
+    return run.main(["infer", "--checkpoint", str(checkpoint), "--audio", str(audio),
+                     "--out", str(out), "--embedding", str(SKELETON), *FAST, *extra])
+
+
+@pytest.mark.parametrize("make", [_corrupt, _unsafe, _mismatched])
+def test_infer_bad_checkpoint_is_one_line_naming_the_file(tmp_path, capsys, make):
+    path, problem = make(tmp_path)
+    sf.write(tmp_path / "f.wav", _sine(6), 16000)
+    assert _infer(path, tmp_path / "f.wav", tmp_path / "o") == 2
+    _one_line_error(capsys, str(path), problem)
+
+
+def test_infer_goes_on_past_bad_files_and_names_them(checkpoint, tmp_path, capsys):
+    """A folder of good and bad files: every good one gets its RTTM, each bad one a line
+    naming it, then one line listing them all; rc 2."""
+    if not SKELETON.is_file():
+        pytest.skip("WeSpeaker fixture missing")
+    wav = tmp_path / "wav"
+    wav.mkdir()
+    sf.write(wav / "a.wav", _sine(6), 16000)
+    (wav / "b.wav").write_text("not audio")
+    sf.write(wav / "c.wav", np.zeros(0, np.float32), 16000)
+    sf.write(wav / "d.wav", _sine(0.03), 16000)
+    sf.write(wav / "e f.wav", _sine(6), 16000)
+    sf.write(wav / "zñé.wav", _sine(6), 16000)  # non-ASCII works end to end
+    assert _infer(checkpoint, wav, tmp_path / "o") == 2
+    captured = capsys.readouterr()
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["a.rttm", "all.rttm",
+                                                                 "zñé.rttm"]
+    assert "a: " in captured.out and "zñé: " in captured.out
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 5, captured.err
+    for name, problem in (("b.wav", "cannot read audio"), ("c.wav", "empty audio file"),
+                          ("d.wav", "too short: 0.030 s"),
+                          ("e f.wav", "the file name holds a space")):
+        assert any(f"{wav / name}: {problem}" in line for line in lines), (name, lines)
+    assert lines[-1].startswith("run.py infer: 4 of 6 file(s) failed")
+    uris = {line.split()[1] for line in (tmp_path / "o" / "all.rttm").read_text(
+        encoding="utf-8").splitlines()}
+    assert uris <= {"a", "zñé"}
+
+
+def test_infer_on_one_unreadable_wav_is_one_line(checkpoint, tmp_path, capsys):
+    (tmp_path / "bad.wav").write_text("not audio")
+    assert _infer(checkpoint, tmp_path / "bad.wav", tmp_path / "o") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert f"{tmp_path / 'bad.wav'}: cannot read audio" in err[0] and len(err) == 2
