@@ -4,7 +4,8 @@
     run.py eval --checkpoint pyannote/segmentation-3.0 --groundtruths ref.rttm --uem ref.uem \
         --audio wavs/ --out out/
 
-Without --out the reports go to the checkpoint's experiment folder: EXP/eval/.
+Without --out the reports go to the checkpoint's experiment folder: EXP/eval/. A report
+already there is moved to OUT/before-<time>/ first (train-then-evaluate replaces its own).
 """
 
 from __future__ import annotations
@@ -243,7 +244,10 @@ def _experiment_out(checkpoint: str) -> Optional[Path]:
 
 
 def main(args: argparse.Namespace) -> int:
+    """run.py eval. An earlier report in the output folder is moved to before-<time>/
+    (eval.reports.set_aside_report), never replaced."""
     from core import load_pretrained
+    from eval.reports import set_aside_report
 
     out = args.out or _experiment_out(args.checkpoint)
     if out is None:
@@ -251,10 +255,15 @@ def main(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     try:
+        out = output_folder(str(out))
         device = resolve_device(args.device)
         model = load_pretrained(args.checkpoint, model=args.model, esize=args.esize,
                                 revision=args.revision, token=args.hf_token,
                                 map_location=str(device))
+        aside = set_aside_report(str(out))
+        if aside is not None:
+            print(f"run.py eval: the earlier report in {out} is kept in {aside}",
+                  file=sys.stderr)
         summary = run_evaluation(model, args, str(out))
     except user_errors() as error:
         print(f"run.py eval: {error_line(error)}", file=sys.stderr)

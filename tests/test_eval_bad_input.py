@@ -218,3 +218,37 @@ def test_infer_on_one_unreadable_wav_is_one_line(checkpoint, tmp_path, capsys):
     assert _infer(checkpoint, tmp_path / "bad.wav", tmp_path / "o") == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert f"{tmp_path / 'bad.wav'}: cannot read audio" in err[0] and len(err) == 2
+
+
+def test_eval_into_an_earlier_report_keeps_it_aside(checkpoint, tmp_path, capsys):
+    (tmp_path / "wav").mkdir()
+    sf.write(tmp_path / "wav" / "f.wav", _sine(8), 16000)
+    (tmp_path / "ref.rttm").write_text("SPEAKER f 1 1.0 3.0 <NA> <NA> A <NA> <NA>\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "mine.txt").write_text("the user's own file stays")
+    assert _eval(checkpoint, tmp_path / "ref.rttm", tmp_path / "wav", out) == 0
+    first = (out / "report.json").read_text()
+    capsys.readouterr()
+    assert _eval(checkpoint, tmp_path / "ref.rttm", tmp_path / "wav", out, "--step", "0.25") == 0
+    asides = list(out.glob("before-*"))
+    assert len(asides) == 1
+    assert f"the earlier report in {out} is kept in {asides[0]}" in capsys.readouterr().err
+    assert (asides[0] / "report.json").read_text() == first
+    assert sorted(p.name for p in asides[0].iterdir()) == [
+        "ref.oracle.rttm", "ref.rttm", "report.csv", "report.json", "report.md"]
+    assert json.loads((out / "report.json").read_text())["step_ratio"] == 0.25
+    assert (out / "mine.txt").is_file() and (out / "ref.rttm").is_file()
+
+
+@pytest.mark.parametrize("command", ["eval", "infer"])
+def test_out_naming_a_file_is_one_line(checkpoint, tmp_path, capsys, command):
+    sf.write(tmp_path / "f.wav", _sine(6), 16000)
+    (tmp_path / "ref.rttm").write_text("SPEAKER f 1 1.0 3.0 <NA> <NA> A <NA> <NA>\n")
+    (tmp_path / "taken").write_text("a file")
+    run_it = _eval if command == "eval" else _infer
+    audio = tmp_path if command == "eval" else tmp_path / "f.wav"
+    args = (tmp_path / "ref.rttm", audio) if command == "eval" else (audio,)
+    assert run_it(checkpoint, *args, tmp_path / "taken") == 2
+    _one_line_error(capsys, f"--out {tmp_path / 'taken'} is a file")
+    assert (tmp_path / "taken").read_text() == "a file"
