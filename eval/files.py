@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional
+from typing import Dict, Iterable, List, Optional, Sequence
 
 import numpy as np
 
@@ -64,6 +64,27 @@ def audio_problem(path: str, least_samples: int = 1) -> Optional[str]:
                 f"model needs {least_samples / SAMPLE_RATE:.3f} s ({least_samples} samples) "
                 "for one output frame")
     return None
+
+
+def usable_files(files: Sequence[Dict], least_samples: int = 1) -> List[Dict]:
+    """The files with audio that can be diarized (audio_problem). A file with a reference
+    that cannot is an error: DataError, one line naming every such file (so a DER is never
+    computed over less than was asked); one without a reference is left out with a warning."""
+    usable, refused = [], []
+    for file in files:
+        if not file.get("audio"):
+            continue
+        problem = audio_problem(file["audio"], least_samples)
+        if problem is None:
+            usable.append(file)
+        elif file.get("annotation") is not None:
+            refused.append(problem)
+        else:
+            warnings.warn(f"{problem}; it has no reference and is left out", stacklevel=2)
+    if refused:
+        raise DataError(f"{len(refused)} of {len(files)} file(s) cannot be evaluated: "
+                        + "; ".join(refused))
+    return usable
 
 
 def protocol_files(protocol, split: str) -> List[Dict]:

@@ -4,6 +4,7 @@ a warning naming it, never a traceback or a silent score."""
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -252,3 +253,62 @@ def test_out_naming_a_file_is_one_line(checkpoint, tmp_path, capsys, command):
     assert run_it(checkpoint, *args, tmp_path / "taken") == 2
     _one_line_error(capsys, f"--out {tmp_path / 'taken'} is a file")
     assert (tmp_path / "taken").read_text() == "a file"
+
+
+def test_eval_refuses_empty_and_too_short_audio_before_running(checkpoint, tmp_path, capsys):
+    wav = tmp_path / "wav"
+    wav.mkdir()
+    sf.write(wav / "good.wav", _sine(8), 16000)
+    sf.write(wav / "empty.wav", np.zeros(0, np.float32), 16000)
+    sf.write(wav / "tiny.wav", _sine(0.05), 16000)
+    sf.write(wav / "spare.wav", np.zeros(0, np.float32), 16000)  # no reference: left out
+    (tmp_path / "ref.rttm").write_text("".join(
+        f"SPEAKER {u} 1 0.0 0.5 <NA> <NA> A <NA> <NA>\n" for u in ("good", "empty", "tiny")))
+    with pytest.warns(UserWarning, match=r"spare\.wav: empty audio file"):
+        assert _eval(checkpoint, tmp_path / "ref.rttm", wav, tmp_path / "o") == 2
+    err = _one_line_error(capsys, "2 of 4 file(s) cannot be evaluated",
+                          f"{wav / 'empty.wav'}: empty audio file (0 samples)",
+                          f"{wav / 'tiny.wav'}: too short: 0.050 s")
+    assert "good.wav" not in err
+    assert not (tmp_path / "o" / "report.json").exists()
+
+
+def test_eval_with_stereo_44k_and_non_ascii_uris(checkpoint, tmp_path):
+    """Stereo 44.1 kHz audio is averaged and resampled with a warning naming the file;
+    a non-ASCII uri goes through to the RTTM and the reports."""
+    wav = tmp_path / "wav"
+    wav.mkdir()
+    sf.write(wav / "stéréo.wav", np.stack([_sine(8, 44100), 0.5 * _sine(8, 44100)], axis=1),
+             44100)
+    (tmp_path / "ref.rttm").write_text("SPEAKER stéréo 1 1.0 3.0 <NA> <NA> Ä <NA> <NA>\n",
+                                       encoding="utf-8")
+    with pytest.warns(UserWarning, match=r"stéréo\.wav is at 44100 Hz; resampling"):
+        assert _eval(checkpoint, tmp_path / "ref.rttm", wav, tmp_path / "o") == 0
+    report = json.loads((tmp_path / "o" / "report.json").read_text(encoding="utf-8"))
+    assert report["files"] == ["stéréo"]
+    assert "| stéréo |" in (tmp_path / "o" / "report.md").read_text(encoding="utf-8")
+    assert (tmp_path / "o" / "ref.oracle.rttm").read_text(encoding="utf-8").split()[1] == "stéréo"
+
+
+def test_eval_scores_nan_audio_as_the_same_file_with_zeros(checkpoint, tmp_path):
+    """0.06 s of NaN in a 20 s file: warned naming the file, then scored exactly as the file
+    with zeros there (not as silence, not as NaN)."""
+    samples = _sine(20)
+    samples[16000 * 7:16000 * 7 + 960] = np.nan
+    reports = {}
+    for name, values in (("nan", samples), ("zeros", np.nan_to_num(samples, nan=0.0))):
+        (tmp_path / name).mkdir()
+        sf.write(tmp_path / name / "f.wav", values, 16000, subtype="FLOAT")
+        (tmp_path / "ref.rttm").write_text("SPEAKER f 1 1.0 9.0 <NA> <NA> A <NA> <NA>\n")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            assert _eval(checkpoint, tmp_path / "ref.rttm", tmp_path / name,
+                         tmp_path / f"o-{name}") == 0
+        said = [str(w.message) for w in caught if "NaN or inf" in str(w.message)]
+        assert len(said) == (name == "nan")
+        assert all(f"{name}/f.wav: 960 audio samples are NaN or inf" in m
+                   and "the first at 7.000 s" in m for m in said)
+        reports[name] = json.loads((tmp_path / f"o-{name}" / "report.json").read_text())
+    assert reports["nan"]["local"] == reports["zeros"]["local"]
+    assert reports["nan"]["totals"] == reports["zeros"]["totals"]
+
