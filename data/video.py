@@ -75,8 +75,8 @@ def check_video(path: str, array: np.ndarray, esize: Optional[int] = None) -> No
         raise DataError(f"{path}: video embeddings are {array.dtype}; expected float16 or "
                         "float32 (save them with .astype(numpy.float32))")
     if esize is not None and array.shape[1] != esize:
-        raise DataError(f"{path}: video embeddings have shape {array.shape}, "
-                        f"{array.shape[1]} values per frame, but the model's esize is {esize}")
+        raise DataError(f"{path}: video embeddings have size {array.shape[1]}, but the model "
+                        f"takes esize {esize} (shape {array.shape})")
 
 
 def frame_count_message(path: str, frames: int, fps: float, duration_s: float

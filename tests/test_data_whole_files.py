@@ -51,8 +51,8 @@ def test_video_file_is_mapped_and_its_width_checked(tmp_path):
     np.save(tmp_path / "u.npy", embeddings)
     video = read_video_file(str(tmp_path / "u.npy"), esize=6)
     assert isinstance(video, np.memmap) and np.array_equal(video, embeddings)
-    with pytest.raises(DataError, match=r"u\.npy: video embeddings have shape \(50, 6\), 6 "
-                                        r"values per frame, but the model's esize is 8"):
+    with pytest.raises(DataError, match=r"u\.npy: video embeddings have size 6, but the "
+                                        r"model takes esize 8"):
         read_video_file(str(tmp_path / "u.npy"), esize=8)
     np.save(tmp_path / "flat.npy", np.zeros(10, dtype=np.float32))
     with pytest.raises(DataError, match=r"flat\.npy: video embeddings must be \(frames, E\)"):
