@@ -11,7 +11,10 @@ Public API (see each module's docstring for shapes and units):
     read_audio_file(path) -> (1, S) float32, a whole file in no protocol  (data.audio)
     read_video(record, start_s, duration_s, fps=25.0, esize=None)
         -> (video (Tv, E) float32, video_mask (Tv,) bool)               (data.video)
-    read_video_file(path, esize=None) -> (frames, E) memory-mapped      (data.video)
+    read_video_file(path, esize=None, duration_s=None, fps=25.0)
+        -> (frames, E) memory-mapped, checked as training's index checks  (data.video)
+    read_rttm(path) -> {uri: Annotation}; read_uem(path) -> {uri: Timeline}
+        (every bad line a DataError naming the file and the line)         (data.references)
     chunk_target(record, start_s, duration_s, max_speakers=3) -> ((F, K) float32, labels)
     read_chunk(record, start_s, duration_s, *, max_speakers=3, esize=0, video_fps=25.0)
         -> {"waveform", "video", "video_mask", "target"}                 (data.chunks)
@@ -38,6 +41,7 @@ from data.loader import (
     stable_seed,
 )
 from data.protocol import ProtocolError, load_protocol
+from data.references import read_rttm, read_uem
 from data.synthetic import PROTOCOL as SYNTHETIC_PROTOCOL
 from data.synthetic import generate_database
 from data.targets import chunk_target
@@ -48,6 +52,6 @@ __all__ = [
     "TrainChunks", "TrainLoader", "ValidationChunks", "build_index", "chunk_target",
     "data_summary", "generate_database", "load_protocol", "make_batch", "make_train_loader",
     "make_validation_loader", "read_audio", "read_audio_file", "read_chunk", "read_video",
-    "read_video_file", "stable_seed",
+    "read_rttm", "read_uem", "read_video_file", "stable_seed",
     "validation_chunks",
 ]

@@ -10,6 +10,9 @@ Only the requested samples are decoded (soundfile seek). A mono 16 kHz 16-bit PC
 (`is_pcm16`) can also be read as raw int16 samples, without conversion: the float32
 samples are exactly int16 * 2**-15 (libsndfile's normalisation), and DataLoader workers
 then pass half the bytes (data.chunks.to_float32 converts in the main process).
+Samples that are NaN or inf (possible in FLOAT and DOUBLE files) are read as zeros, before
+channels are averaged or the file resampled, and a DataWarning names the file, how many
+there were in what was read and the time of the first (once per file and process).
 Several channels are averaged (a DataWarning says so once per process); a file that is not
 at 16 kHz is read at its own rate and resampled with torchaudio (a DataWarning once per
 file and process).
@@ -31,7 +34,9 @@ import soundfile as sf
 import torch
 
 from core.constants import SAMPLE_RATE
-from data.index import DataError, DataWarning, FileRecord
+from data.audio_header import read_header, truncation_message
+from data.errors import DataError, DataWarning
+from data.index import FileRecord
 
 MAX_OPEN_FILES = 32
 
@@ -66,14 +71,36 @@ def _handle(path: str) -> sf.SoundFile:
     return handle
 
 
+FLOAT_SUBTYPES = ("FLOAT", "DOUBLE")  # the only sample formats that can hold NaN or inf
+
+
+def _zero_nonfinite(samples: np.ndarray, record: FileRecord, first: int) -> None:
+    """Set NaN/inf entries of `samples` ((n,) or (n, channels) float32, native samples from
+    `first`) to 0, with a DataWarning naming the file, their count and the first one's time."""
+    if _handle(record.audio).subtype not in FLOAT_SUBTYPES:
+        return
+    bad = ~np.isfinite(samples)
+    if not bad.any():
+        return
+    rate = record.sample_rate
+    at = int(np.flatnonzero(bad.reshape(len(samples), -1).any(axis=1))[0])
+    _warn_once(f"nonfinite:{record.audio}",
+               f"{record.audio}: {int(bad.sum())} audio samples are NaN or inf between "
+               f"{first / rate:.2f} s and {(first + len(samples)) / rate:.2f} s, the first at "
+               f"{(first + at) / rate:.3f} s; read as zeros (said once per file)")
+    samples[bad] = 0.0
+
+
 def _read_native(record: FileRecord, first: int, count: int) -> np.ndarray:
-    """Samples [first, first + count) at the file's own rate, (count, channels) float32."""
+    """Samples [first, first + count) at the file's own rate, (count, channels) float32;
+    NaN/inf read as zeros."""
     out = np.zeros((count, max(record.channels, 1)), dtype=np.float32)
     lo, hi = max(first, 0), min(first + count, record.num_samples)
     if hi > lo:
         handle = _handle(record.audio)
         handle.seek(lo)
         handle.read(hi - lo, dtype="float32", always_2d=True, out=out[lo - first:hi - first])
+        _zero_nonfinite(out[lo - first:hi - first], record, lo)
     return out
 
 
@@ -112,6 +139,8 @@ def read_audio_into(out: np.ndarray, record: FileRecord, start_s: float) -> None
             handle.seek(lo)
             handle.read(hi - lo, dtype=out.dtype.name, fill_value=0,
                         out=out[lo - first:hi - first])
+            if out.dtype != np.int16:
+                _zero_nonfinite(out[lo - first:hi - first], record, lo)
             return
         out[:] = _read_native(record, first, num_samples).mean(axis=1)
         return
@@ -149,15 +178,16 @@ def read_audio(record: FileRecord, start_s: Optional[float] = None,
 
 def file_record(path: str) -> FileRecord:
     """A FileRecord for an audio file that is in no protocol (uri = the file's stem), from
-    its header: rate, length and channels; no annotation, no video."""
-    try:
-        info = sf.info(str(path))
-    except Exception as error:
-        raise DataError(f"{path}: cannot read audio ({error})") from error
+    its header: rate, length and channels; no annotation, no video. DataError naming the
+    file when it cannot be read; a DataWarning when it is truncated (data.audio_header)."""
+    header = read_header(path)
+    message = truncation_message(path, header)
+    if message:
+        warnings.warn(message, DataWarning, stacklevel=2)
     empty = np.zeros((0, 2), dtype=np.float64)
     return FileRecord(index=-1, uri=Path(path).stem, audio=str(path),
-                      sample_rate=int(info.samplerate), num_samples=int(info.frames),
-                      channels=int(info.channels), annotated=empty, turns=empty,
+                      sample_rate=header.sample_rate, num_samples=header.num_samples,
+                      channels=header.channels, annotated=empty, turns=empty,
                       turn_speakers=np.zeros(0, dtype=np.int64), speakers=(), video=None,
                       video_frames=0)
 

@@ -4,7 +4,7 @@
     record = index[0]          # FileRecord (uri, audio, sample_rate, num_samples, ...)
     print(data_summary(index, duration_s=10.0))
 
-Audio facts come from the file header (soundfile.info), never from decoding. The index is
+Audio facts come from the file header (data.audio_header), never from decoding. The index is
 stored as a few flat numpy arrays (struct of arrays, no per-file Python objects), so
 that DataLoader workers forked from the main process share it without copy-on-write
 growth; `index[i]` builds a `FileRecord` view on demand.
@@ -26,19 +26,16 @@ from pathlib import Path
 from typing import Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
-import soundfile as sf
 
-from data.protocol import check_rttm_uris, protocol_sources
+from data.audio_header import read_header, truncation_message
+from data.errors import DataError, DataWarning
+from data.protocol import check_references, protocol_sources
+from data.references import unknown_uris_message
+from data.video import frame_count_message, read_video_file
+
+__all__ = ["DataError", "DataWarning", "FileIndex", "FileRecord", "build_index", "data_summary"]
 
 INDEX_VERSION = 1
-
-
-class DataWarning(UserWarning):
-    """A data problem that is handled (masked, skipped, resampled) but worth knowing."""
-
-
-class DataError(ValueError):
-    """Bad input data; the message names the file and what is wrong."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -148,23 +145,8 @@ def _cache_key(name: str, split: str, sources: Sequence[Path], settings: dict) -
     return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _video_info(path: Path, esize: Optional[int]) -> Tuple[int, int]:
-    """(frames, esize) of an embeddings file; DataError naming the file when wrong."""
-    try:
-        array = np.load(path, mmap_mode="r", allow_pickle=False)
-    except Exception as error:
-        raise DataError(f"cannot read video embeddings {path}: {error}") from error
-    if array.ndim != 2 or array.dtype not in (np.float16, np.float32):
-        raise DataError(f"video embeddings {path} have shape {array.shape} and dtype "
-                        f"{array.dtype}; expected (frames, esize) float16 or float32")
-    if esize is not None and array.shape[1] != esize:
-        raise DataError(f"video embeddings {path} have shape {array.shape} but --esize is "
-                        f"{esize}: every file must have {esize} columns")
-    return int(array.shape[0]), int(array.shape[1])
-
-
 def _records(protocol, split: str, video_dir, template: str, esize: Optional[int],
-             progress: bool) -> Tuple[dict, dict]:
+             video_fps: float, progress: bool) -> Tuple[dict, dict]:
     files = list(getattr(protocol, split)())
     columns = {k: [] for k in ("uri", "audio", "sample_rate", "num_samples", "channels",
                                "video", "video_frames")}
@@ -176,17 +158,18 @@ def _records(protocol, split: str, video_dir, template: str, esize: Optional[int
         iterator = tqdm(files, desc=f"indexing {split}", unit="file")
     for file in iterator:
         uri, audio = str(file["uri"]), str(file["audio"])
-        try:
-            info = sf.info(audio)
-        except Exception as error:
-            raise DataError(f"{uri}: cannot read the audio header of {audio}: {error}") from error
-        duration = info.frames / info.samplerate if info.samplerate else 0.0
-        if info.frames == 0:
+        info = read_header(audio)
+        duration = info.num_samples / info.sample_rate if info.sample_rate else 0.0
+        if info.num_samples == 0:
             problems.append(f"{uri}: empty audio file {audio}")
         if info.channels > 1:
             problems.append(f"{uri}: {info.channels} channels, averaged to mono")
-        if info.samplerate != 16000 and info.frames:
-            problems.append(f"{uri}: {info.samplerate} Hz, resampled to 16000 Hz")
+        if info.sample_rate != 16000 and info.num_samples:
+            problems.append(f"{uri}: {info.sample_rate} Hz, resampled to 16000 Hz")
+        truncated = truncation_message(audio, info)
+        if truncated:
+            problems.append(f"{uri}: {truncated}")
+            warnings.warn(truncated, DataWarning, stacklevel=3)
         uem = file["annotated"] if "annotated" in file else None
         regions = [(s.start, s.end) for s in uem] if uem is not None else [(0.0, duration)]
         regions = np.array([(max(s, 0.0), min(e, duration)) for s, e in regions
@@ -198,21 +181,25 @@ def _records(protocol, split: str, video_dir, template: str, esize: Optional[int
         labels = sorted(file["annotation"].labels())
         tracks = sorted((seg.start, seg.end, labels.index(label))
                         for seg, _, label in file["annotation"].itertracks(yield_label=True))
-        if not tracks and info.frames:
+        if not tracks and info.num_samples:
             problems.append(f"{uri}: no speech turn in the annotation")
         video_path, video_frames = "", 0
         if video_dir is not None:
             path = Path(video_dir) / template.format(uri=uri)
             if path.is_file():
-                video_frames, found = _video_info(path, esize)
-                esize = found if esize is None else esize
+                array = read_video_file(str(path), esize)  # data.video's one rule
+                mismatch = frame_count_message(str(path), len(array), video_fps, duration)
+                if mismatch:
+                    problems.append(f"{uri}: {mismatch}")
+                    warnings.warn(mismatch, DataWarning, stacklevel=3)
+                video_frames, esize = int(array.shape[0]), int(array.shape[1])
                 video_path = str(path)
             else:
                 missing.append(uri)
         columns["uri"].append(uri)
         columns["audio"].append(audio)
-        columns["sample_rate"].append(info.samplerate)
-        columns["num_samples"].append(info.frames)
+        columns["sample_rate"].append(info.sample_rate)
+        columns["num_samples"].append(info.num_samples)
         columns["channels"].append(info.channels)
         columns["video"].append(video_path)
         columns["video_frames"].append(video_frames)
@@ -254,7 +241,8 @@ def build_index(protocol, split: str, *, video_dir=None, video_template: str = "
     require_video: a missing embeddings file is an error instead of a masked file;
     database_files: the database.yml files, for the cache key (default:
     PYANNOTE_DATABASE_CONFIG). Raises DataError naming the file for unreadable audio,
-    mis-shaped embeddings or (with require_video) missing ones.
+    a bad RTTM/UEM line (file and line number), mis-shaped embeddings or (with
+    require_video) missing ones; RTTM/UEM lines for files not in the list are warned.
     """
     if split not in ("train", "development", "test"):
         raise ValueError(f"split must be train, development or test, got {split!r}")
@@ -272,11 +260,11 @@ def build_index(protocol, split: str, *, video_dir=None, video_template: str = "
             index = FileIndex.load(cache)
             _report(index, require_video)
             return index
-    for rttm, uris in check_rttm_uris(name, database_files, split).items():
-        shown = ", ".join(uris[:5]) + (f" and {len(uris) - 5} more" if len(uris) > 5 else "")
-        warnings.warn(f"{rttm} has turns for files that are not in the {split} list of {name}: "
-                      f"{shown} (ignored)", DataWarning, stacklevel=2)
-    arrays, meta = _records(protocol, split, video_dir, video_template, esize, progress)
+    for path, uris in check_references(name, database_files, split).items():
+        warnings.warn(unknown_uris_message(path, uris, f"the {split} list of {name}"),
+                      DataWarning, stacklevel=2)
+    arrays, meta = _records(protocol, split, video_dir, video_template, esize, video_fps,
+                           progress)
     meta.update(protocol=name, split=split, video_fps=video_fps)
     index = FileIndex(arrays, meta)
     _report(index, require_video)

@@ -2,7 +2,8 @@
 
     load_protocol("Synthetic.SpeakerDiarization.AV", ["db/database.yml"]) -> protocol
     protocol_sources(name, database_files) -> [Path]   yml files + lists/RTTM/UEM it names
-    check_rttm_uris(name, database_files, split) -> {rttm path: [uris not in the list]}
+    check_references(name, database_files, split) -> {RTTM/UEM path: [uris not in the list]}
+                                                       (every line checked: data.references)
 
 Database files come from the argument, else from PYANNOTE_DATABASE_CONFIG (several
 separated by ';' or os.pathsep). Files are preprocessed so that file["audio"] is a path
@@ -80,24 +81,26 @@ def protocol_sources(name: str, files: Sequence[str] = ()) -> List[Path]:
     return sources
 
 
-def check_rttm_uris(name: str, files: Sequence[str], split: str) -> Dict[str, List[str]]:
-    """URIs that the split's RTTM mentions but its list does not, per RTTM path."""
+def check_references(name: str, files: Sequence[str], split: str) -> Dict[str, List[str]]:
+    """Check every line of the split's RTTM and UEM files (data.references: DataError
+    "FILE line N: ..." for a bad one) and return the URIs each names that the split's list
+    does not, per file path."""
+    from data.references import unknown_uris
+
     found: Dict[str, List[str]] = {}
     for yml in database_files(files):
         subset = _protocol_entry(name, yml).get(split)
-        if not isinstance(subset, dict) or not all(
-                isinstance(subset.get(k), str) for k in ("uri", "annotation")):
+        if not isinstance(subset, dict) or not isinstance(subset.get("uri"), str):
             continue
-        lst, rttm = yml.parent / subset["uri"], yml.parent / subset["annotation"]
-        if not (lst.is_file() and rttm.is_file()) or "{" in str(rttm):
+        lst = yml.parent / subset["uri"]
+        if not lst.is_file():
             continue
-        listed = set(lst.read_text(encoding="utf-8").split())
-        extra = []
-        for line in rttm.read_text(encoding="utf-8").splitlines():
-            fields = line.split()
-            if len(fields) > 1 and fields[0] == "SPEAKER" and fields[1] not in listed:
-                if fields[1] not in extra:
-                    extra.append(fields[1])
-        if extra:
-            found[str(rttm)] = extra
+        listed = lst.read_text(encoding="utf-8").split()
+        for key, kind in (("annotation", "rttm"), ("annotated", "uem")):
+            value = subset.get(key)
+            if not isinstance(value, str) or "{" in value or not (yml.parent / value).is_file():
+                continue
+            extra = unknown_uris(yml.parent / value, listed, kind)
+            if extra:
+                found[str(yml.parent / value)] = extra
     return found

@@ -4,7 +4,8 @@
     run.py eval --checkpoint pyannote/segmentation-3.0 --groundtruths ref.rttm --uem ref.uem \
         --audio wavs/ --out out/
 
-Without --out the reports go to the checkpoint's experiment folder: EXP/eval/.
+Without --out the reports go to the checkpoint's experiment folder: EXP/eval/. A report
+already there is moved to OUT/before-<time>/ first (train-then-evaluate replaces its own).
 """
 
 from __future__ import annotations
@@ -21,6 +22,33 @@ from core.wespeaker import WESPEAKER_HUB_ID
 from eval.clustering import MIN_CLUSTER_SIZE, THRESHOLD
 
 SPLITS = ("test", "development")
+
+
+def user_errors() -> Tuple[type, ...]:
+    """The exceptions that mean bad input (a file, a checkpoint, a flag), which eval and infer
+    report as one line and exit code 2 instead of a traceback."""
+    from pickle import UnpicklingError
+
+    from core.pretrained import CheckpointMismatchError
+    from core.safe_pickle import CorruptCheckpointError
+
+    return (ValueError, OSError, ConnectionError, ImportError, UnpicklingError,
+            CorruptCheckpointError, CheckpointMismatchError)
+
+
+def output_folder(out: str) -> Path:
+    """`out` as a folder to write into (created); ValueError when it names a file."""
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"--out {out} is a file; give a folder")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def error_line(error: BaseException) -> str:
+    """`error`'s message on one line (a multi-line message joined with '; ')."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return "; ".join(lines) or type(error).__name__
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
@@ -130,11 +158,16 @@ def select_files(args: argparse.Namespace) -> Tuple[str, List[Dict]]:
     if groundtruths in SPLITS or groundtruths == "dev":
         if not args.protocol:
             raise ValueError(f"--groundtruths {groundtruths} needs --protocol (and --database)")
-        from data.protocol import load_protocol
+        from data.protocol import check_references, load_protocol
+        from data.references import unknown_uris_message
 
+        split = "development" if groundtruths == "dev" else groundtruths
         protocol = load_protocol(args.protocol, _databases(args.database))
-        return ("development" if groundtruths == "dev" else groundtruths,
-                protocol_files(protocol, groundtruths))
+        for path, uris in check_references(args.protocol, _databases(args.database),
+                                           split).items():
+            warnings.warn(unknown_uris_message(path, uris, f"the {split} list of "
+                                               f"{args.protocol}"), stacklevel=2)
+        return split, protocol_files(protocol, groundtruths)
     if not Path(groundtruths).is_file():
         raise ValueError(f"--groundtruths {groundtruths}: neither test/development nor a file")
     split = Path(groundtruths).stem
@@ -142,12 +175,11 @@ def select_files(args: argparse.Namespace) -> Tuple[str, List[Dict]]:
         return split, rttm_files(groundtruths, args.audio, args.uem)
     if not args.protocol:
         raise ValueError("--groundtruths FILE.rttm needs --audio DIR or --protocol")
-    from pyannote.database.util import load_rttm, load_uem
-
     from data.protocol import load_protocol
+    from data.references import read_rttm, read_uem
 
     files = protocol_files(load_protocol(args.protocol, _databases(args.database)), "test")
-    references, uems = load_rttm(groundtruths), (load_uem(args.uem) if args.uem else {})
+    references, uems = read_rttm(groundtruths), (read_uem(args.uem) if args.uem else {})
     missing = sorted(set(references) - {f["uri"] for f in files})
     if missing:
         warnings.warn(f"{groundtruths}: no test audio for {', '.join(missing)}", stacklevel=2)
@@ -218,7 +250,10 @@ def _experiment_out(checkpoint: str) -> Optional[Path]:
 
 
 def main(args: argparse.Namespace) -> int:
+    """run.py eval. An earlier report in the output folder is moved to before-<time>/
+    (eval.reports.set_aside_report), never replaced."""
     from core import load_pretrained
+    from eval.reports import set_aside_report
 
     out = args.out or _experiment_out(args.checkpoint)
     if out is None:
@@ -226,13 +261,18 @@ def main(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     try:
+        out = output_folder(str(out))
         device = resolve_device(args.device)
         model = load_pretrained(args.checkpoint, model=args.model, esize=args.esize,
                                 revision=args.revision, token=args.hf_token,
                                 map_location=str(device))
+        aside = set_aside_report(str(out))
+        if aside is not None:
+            print(f"run.py eval: the earlier report in {out} is kept in {aside}",
+                  file=sys.stderr)
         summary = run_evaluation(model, args, str(out))
-    except (ValueError, FileNotFoundError, PermissionError, ConnectionError) as error:
-        print(f"run.py eval: {error}", file=sys.stderr)
+    except user_errors() as error:
+        print(f"run.py eval: {error_line(error)}", file=sys.stderr)
         return 2
     print_totals(summary)
     return 0
@@ -255,8 +295,8 @@ def evaluate_after_training(args: argparse.Namespace) -> int:
     try:
         model = load_pretrained(str(checkpoint))
         summary = run_evaluation(model, args, str(experiment / "eval"))
-    except (ValueError, FileNotFoundError, PermissionError, ConnectionError) as error:
-        print(f"run.py: evaluation failed: {error}", file=sys.stderr)
+    except user_errors() as error:
+        print(f"run.py: evaluation failed: {error_line(error)}", file=sys.stderr)
         return 2
     print_totals(summary)
     return 0

@@ -24,11 +24,12 @@ import torch.nn as nn
 from pyannote.core import Annotation, Segment, Timeline
 from tqdm.auto import tqdm
 
+from core.constants import SAMPLE_RATE
 from core.local_der import DER_KEYS, der_from_sums
 from core.models import takes_video, video_size
 from data.audio import read_audio_file
 from eval.embeddings import window_embeddings
-from eval.files import find_video, protocol_files, references_of
+from eval.files import find_video, min_samples, protocol_files, references_of, usable_files
 from eval.inference import infer_file, inference_precision
 from eval.local import local_error_sums
 from eval.pipeline import ClusteringOptions, diarize
@@ -108,7 +109,9 @@ def evaluate(model: nn.Module, protocol_or_files: Union[object, Sequence[Dict]],
     of file dicts (see eval/files.py). The "full" clustering needs `embedding_model`; without
     it the full pipeline is skipped with `embedding_error` as the reason, and the oracle
     (which needs references) is still reported. Video embeddings must be as wide as the
-    model's esize (from its checkpoint); the error names the file.
+    model's esize (from its checkpoint); the error names the file. Audio that cannot be
+    diarized (unreadable, empty, shorter than one output frame) is refused before any file
+    is run when it has a reference (eval.files.usable_files), left out with a warning when not.
     """
     files = _files(protocol_or_files, options.split)
     out = Path(options.out_dir)
@@ -122,7 +125,7 @@ def evaluate(model: nn.Module, protocol_or_files: Union[object, Sequence[Dict]],
     if embedding_model is not None and "full" in modes:
         embedding_model = embedding_model.to(device).eval()
     results = _Results(modes, skipped, references, {mode: {} for mode in modes})
-    runnable = [f for f in files if f.get("audio")]
+    runnable = usable_files(files, min_samples(model))
     for file in tqdm(runnable, desc=f"eval {options.split}", unit="file",
                      disable=not options.progress):
         _diarize_file(model, embedding_model, file, device, options, results)
@@ -184,8 +187,9 @@ def _diarize_file(model: nn.Module, embedding_model: Optional[nn.Module], file: 
     added to `results`."""
     uri = file["uri"]
     waveform = read_audio_file(file["audio"])
-    video = (find_video(options.video_dir, uri, video_size(model)) if takes_video(model)
-             else None)
+    video = (find_video(options.video_dir, uri, video_size(model),
+                        waveform.shape[-1] / SAMPLE_RATE, _video_fps(model))
+             if takes_video(model) else None)
     windows = infer_file(model, waveform, video, step_ratio=options.step_ratio,
                          batch_size=options.batch_size, device=device,
                          progress=options.progress, desc=uri, amp=options.amp)
@@ -207,6 +211,11 @@ def _diarize_file(model: nn.Module, embedding_model: Optional[nn.Module], file: 
         if reference is not None:
             hypothesis = rename_to_reference(hypothesis, reference)
         results.hypotheses["full"][uri] = hypothesis
+
+
+def _video_fps(model: nn.Module) -> float:
+    """The frame rate the model's video embeddings are at (25 by default)."""
+    return float(getattr(model, "video_fps", 25.0) or 25.0)
 
 
 def _model_info(model: nn.Module) -> Dict[str, object]:

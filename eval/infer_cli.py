@@ -2,7 +2,9 @@
 
     run.py infer --checkpoint CKPT --audio FILE|DIR [--video-dir DIR] --out DIR
 
-Writes DIR/{uri}.rttm per file and DIR/all.rttm; no reference, so no scores.
+Writes DIR/{uri}.rttm per file and DIR/all.rttm; no reference, so no scores. A file that
+cannot be diarized (unreadable, empty, too short, a space in its name, bad video) is
+named on stderr and left out; the others go on, and the exit code is 2 when any failed.
 """
 
 from __future__ import annotations
@@ -10,9 +12,19 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Dict, List
 
+from core.constants import SAMPLE_RATE
 from core.models import add_esize_argument, takes_video, video_size
-from eval.cli import add_common_arguments, clustering_options, load_embedding, resolve_device
+from eval.cli import (
+    add_common_arguments,
+    clustering_options,
+    error_line,
+    load_embedding,
+    output_folder,
+    resolve_device,
+    user_errors,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,44 +40,67 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_common_arguments(parser)
 
 
-def main(args: argparse.Namespace) -> int:
-    from core import load_pretrained
+def _diarize(model, embedding, file: Dict, args: argparse.Namespace, device):
+    """The full pipeline's Annotation for one file; DataError (or another bad-input error)
+    naming the file when it cannot be diarized."""
     from data.audio import read_audio_file
+    from data.errors import DataError
     from eval.embeddings import window_embeddings
-    from eval.files import audio_files, find_video
+    from eval.files import audio_problem, find_video, min_samples
     from eval.inference import infer_file
     from eval.pipeline import diarize
+
+    problem = audio_problem(file["audio"], min_samples(model))
+    if problem:
+        raise DataError(problem)
+    waveform = read_audio_file(file["audio"])
+    video = (find_video(args.video_dir, file["uri"], video_size(model),
+                        waveform.shape[-1] / SAMPLE_RATE, getattr(model, "video_fps", 25.0))
+             if takes_video(model) else None)
+    windows = infer_file(model, waveform, video, step_ratio=args.step,
+                         batch_size=args.batch_size, device=device,
+                         progress=args.progress, desc=file["uri"], amp=args.amp)
+    vectors = window_embeddings(embedding, waveform, windows, batch_size=args.batch_size,
+                                device=device, progress=args.progress)
+    return diarize(windows, uri=file["uri"], embeddings=vectors,
+                   options=clustering_options(args))
+
+
+def main(args: argparse.Namespace) -> int:
+    from core import load_pretrained
+    from eval.files import audio_files
     from eval.reports import write_rttm
 
     try:
         device = resolve_device(args.device)
         files = audio_files(args.audio)
+        out = output_folder(args.out)
         model = load_pretrained(args.checkpoint, model=args.model, esize=args.esize,
                                 revision=args.revision, token=args.hf_token,
                                 map_location=str(device))
-    except (ValueError, FileNotFoundError, PermissionError, ConnectionError) as error:
-        print(f"run.py infer: {error}", file=sys.stderr)
+    except user_errors() as error:
+        print(f"run.py infer: {error_line(error)}", file=sys.stderr)
         return 2
     embedding, reason = load_embedding(args.embedding, args.hf_token, device)
     if embedding is None:
         print(f"run.py infer: needs a speaker-embedding model: {reason}", file=sys.stderr)
         return 2
-    out = Path(args.out)
-    options = clustering_options(args)
-    results = []
+    results: List = []
+    failed: List[str] = []
     for file in files:
-        waveform = read_audio_file(file["audio"])
-        video = (find_video(args.video_dir, file["uri"], video_size(model))
-                 if takes_video(model) else None)
-        windows = infer_file(model, waveform, video, step_ratio=args.step,
-                             batch_size=args.batch_size, device=device,
-                             progress=args.progress, desc=file["uri"], amp=args.amp)
-        vectors = window_embeddings(embedding, waveform, windows, batch_size=args.batch_size,
-                                    device=device, progress=args.progress)
-        hypothesis = diarize(windows, uri=file["uri"], embeddings=vectors, options=options)
-        write_rttm([hypothesis], str(out / f"{file['uri']}.rttm"))
+        try:
+            hypothesis = _diarize(model, embedding, file, args, device)
+            write_rttm([hypothesis], str(out / f"{file['uri']}.rttm"))
+        except user_errors() as error:
+            failed.append(file["audio"])
+            print(f"run.py infer: {error_line(error)}", file=sys.stderr)
+            continue
         results.append(hypothesis)
         print(f"{file['uri']}: {len(hypothesis.labels())} speakers, "
               f"{hypothesis.get_timeline().support().duration():.1f} s of speech")
-    write_rttm(results, str(out / "all.rttm"))
+    write_rttm(results, str(Path(out) / "all.rttm"))
+    if failed:
+        print(f"run.py infer: {len(failed)} of {len(files)} file(s) failed and are not in "
+              f"{out / 'all.rttm'}: {', '.join(failed)}", file=sys.stderr)
+        return 2
     return 0

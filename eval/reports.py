@@ -1,5 +1,8 @@
 """Report files: RTTM, report.csv (every file and total), report.md, report.json.
 
+set_aside_report(out_dir) moves an earlier evaluation's outputs out of the way (into
+out_dir/before-<time>/) so that a new one never replaces them silently.
+
 Rows are keyed by mode ("full" = embeddings + clustering, "oracle" = local speakers matched
 to the reference: segmentation alone) and collar (pyannote's total collar, seconds).
 """
@@ -9,8 +12,9 @@ from __future__ import annotations
 import csv
 import json
 import math
+import time
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional
+from typing import Dict, Iterable, List, Optional, Set
 
 from pyannote.core import Annotation
 
@@ -18,6 +22,45 @@ from eval.scoring import COLUMNS, ScoreTable
 
 MODE_TITLES = {"full": "full pipeline (embeddings + clustering)",
                "oracle": "oracle clustering (segmentation only)"}
+
+
+REPORT_FILES = ("report.json", "report.md", "report.csv")
+
+
+def _earlier_outputs(out: Path) -> Set[str]:
+    """Names in `out` that an earlier evaluation wrote: the report files, and what its
+    report.json lists (RTTMs; the timelines/ folder)."""
+    names = {name for name in REPORT_FILES if (out / name).exists()}
+    try:
+        outputs = json.loads((out / "report.json").read_text()).get("outputs", {})
+    except (OSError, ValueError, AttributeError):
+        outputs = {}
+    for value in outputs.values():
+        for path in value if isinstance(value, list) else [value]:
+            path = Path(str(path))
+            names.add("timelines" if path.parent.name == "timelines" else path.name)
+    if (out / "timelines").is_dir():
+        names.add("timelines")
+    return {name for name in names if (out / name).exists()}
+
+
+def set_aside_report(out_dir: str) -> Optional[Path]:
+    """Move an earlier evaluation's outputs in `out_dir` (report.{json,md,csv}, the RTTMs
+    and timelines its report.json lists) into `out_dir`/before-YYYYmmdd-HHMMSS/; returns
+    that folder, or None when `out_dir` holds no report."""
+    out = Path(out_dir)
+    if not any((out / name).is_file() for name in REPORT_FILES):
+        return None
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime((out / "report.md").stat().st_mtime)
+                          if (out / "report.md").is_file() else None)
+    aside, n = out / f"before-{stamp}", 1
+    while aside.exists():
+        n += 1
+        aside = out / f"before-{stamp}-{n}"
+    aside.mkdir()
+    for name in sorted(_earlier_outputs(out)):
+        (out / name).rename(aside / name)
+    return aside
 
 
 def write_rttm(annotations: Iterable[Annotation], path: str) -> str:

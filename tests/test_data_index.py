@@ -105,7 +105,8 @@ def test_wrong_embedding_size_names_file_shape_and_esize(tmp_path, write_databas
     yml = _av_database(tmp_path, write_database, "Esize.SpeakerDiarization.T")
     (tmp_path / "video").mkdir()
     np.save(tmp_path / "video" / "v0.npy", np.zeros((300, 16), dtype=np.float16))
-    with pytest.raises(DataError, match=r"v0\.npy.*\(300, 16\).*esize is 384"):
+    with pytest.raises(DataError, match=r"v0\.npy: video embeddings have size 16, but the "
+                                        r"model takes esize 384 \(shape \(300, 16\)\)"):
         _index(yml, "Esize.SpeakerDiarization.T", video_dir=tmp_path / "video", esize=384)
 
 
