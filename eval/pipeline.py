@@ -31,7 +31,7 @@ class ClusteringOptions:
     num_speakers: Optional[int] = None
     min_speakers: Optional[int] = None
     max_speakers: Optional[int] = None
-    warm_up: float = 0.1
+    warm_up: float = 0.0            # fraction of each window trimmed before counting
     min_duration_off: float = 0.0
 
 

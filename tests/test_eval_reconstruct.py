@@ -17,8 +17,8 @@ FRAMES = 589  # per 10 s window
 
 
 def _grid(i):
-    """A time on the frame-boundary grid (so frames represent turns exactly)."""
-    return CENTER0 + (i - 0.5) * STEP
+    """The centre of frame i (turns between frame centres are represented exactly)."""
+    return CENTER0 + i * STEP
 
 
 def _reference(uri="f"):
@@ -80,6 +80,45 @@ def test_reconstruction_returns_constructed_turns():
     hypothesis = binary_to_annotation(binary, CENTER0, STEP, labels=labels,
                                       extent=Segment(0, 30))
     assert _turns(hypothesis) == _turns(reference)
+
+
+def test_turns_run_from_centre_to_centre():
+    """As pyannote's Binarize: active frames [i, j) give the turn from frame i's centre to
+    frame j's centre (the first inactive one), cropped to the extent."""
+    binary = np.zeros((50, 2), dtype=np.int8)
+    binary[10:20, 0] = 1
+    binary[45:, 1] = 1
+    turns = _turns(binary_to_annotation(binary, CENTER0, STEP, labels=["a", "b"],
+                                        extent=Segment(0.0, CENTER0 + 49.5 * STEP)))
+    assert turns == [(round(CENTER0 + 10 * STEP, 6), round(CENTER0 + 20 * STEP, 6), "a"),
+                     (round(CENTER0 + 45 * STEP, 6), round(CENTER0 + 49.5 * STEP, 6), "b")]
+
+
+def _two_windows(second_speaker_frames):
+    """Two 10-frame windows 5 frames apart: speaker a everywhere; speaker b in window 1's
+    local frames `second_speaker_frames` only."""
+    activations = np.zeros((2, 10, 2), dtype=np.float32)
+    activations[:, :, 0] = 1.0
+    activations[1, second_speaker_frames, 1] = 1.0
+    starts = np.array([0.0, 5 * STEP])
+    return WindowOutput(activations, activations.copy(), starts, 10 * STEP, CENTER0, STEP,
+                        CENTER0 + 14.5 * STEP)
+
+
+def test_speaker_count_averages_every_window_untrimmed():
+    """pyannote 4.0.7 counts speakers with no warm-up trimming: frames 5-6 are seen with
+    2 speakers by window 1 (at its left edge) and 1 by window 0; the average 1.5 rounds to
+    2, so speaker b is there. Trimming 20 % would have left window 0 alone (count 1)."""
+    windows = _two_windows([0, 1])
+    reference = Annotation(uri="f")
+    reference[Segment(0.0, CENTER0 + 15 * STEP)] = "a"
+    reference[Segment(CENTER0 + 5 * STEP, CENTER0 + 7 * STEP)] = "b"
+    hypothesis = diarize(windows, uri="f", reference=reference)
+    turns_b = [(s.start, s.end) for s in hypothesis.label_timeline("b")]
+    assert turns_b == [pytest.approx((CENTER0 + 5 * STEP, CENTER0 + 7 * STEP))]
+    count = speaker_count(windows.activations, windows.first_frames, warm_up=0.2,
+                          num_frames=windows.num_frames)
+    assert count[5] == count[6] == 1
 
 
 def test_min_duration_off_fills_short_gaps():
