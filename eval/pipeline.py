@@ -63,7 +63,7 @@ def diarize(windows: WindowOutput, *, uri: Optional[str] = None,
         hard = oracle_clusters(windows.activations, ref_frames, first)
     if count.max(initial=0) == 0 or hard.max(initial=-1) < 0:
         return Annotation(uri=uri)
-    binary = reconstruct(windows.activations, hard, count, first)
+    binary = reconstruct(windows.ranking_scores, hard, count, first)
     if labels is not None and binary.shape[1] > len(labels):
         labels = labels + [f"EXTRA_{k:02d}" for k in range(binary.shape[1] - len(labels))]
     return binary_to_annotation(binary, windows.center0_s, windows.frame_step_s, labels=labels,

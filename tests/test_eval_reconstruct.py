@@ -121,6 +121,25 @@ def test_speaker_count_averages_every_window_untrimmed():
     assert count[5] == count[6] == 1
 
 
+def test_multilabel_reconstruction_ranks_by_probabilities():
+    """A multi-label model: where the count allows one speaker, the one with the higher
+    summed probability wins (pyannote reconstructs from the raw scores), even when both
+    are active after thresholding."""
+    activations = np.ones((1, 10, 2), dtype=np.float32)
+    probabilities = np.full((1, 10, 2), 0.6, dtype=np.float32)
+    probabilities[0, :, 1] = 0.9
+    windows = WindowOutput(activations, probabilities, np.array([0.0]), 10 * STEP, CENTER0,
+                           STEP, CENTER0 + 9.5 * STEP, multilabel=True)
+    count = np.ones(10, dtype=np.int64)
+    binary = reconstruct(windows.ranking_scores, np.array([[0, 1]]), count,
+                         windows.first_frames)
+    np.testing.assert_array_equal(binary[:, 1], 1)
+    np.testing.assert_array_equal(binary[:, 0], 0)
+    powerset = WindowOutput(activations, probabilities, np.array([0.0]), 10 * STEP, CENTER0,
+                            STEP, CENTER0 + 9.5 * STEP)
+    assert powerset.ranking_scores is powerset.activations
+
+
 def test_min_duration_off_fills_short_gaps():
     binary = np.zeros((100, 1), dtype=np.int8)
     binary[10:20] = binary[22:40] = 1
