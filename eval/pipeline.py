@@ -14,8 +14,8 @@ from eval.clustering import (
     MIN_CLUSTER_SIZE,
     THRESHOLD,
     cluster_windows,
-    discretize,
     oracle_clusters,
+    window_references,
 )
 from eval.counting import speaker_count
 from eval.inference import WindowOutput
@@ -58,9 +58,13 @@ def diarize(windows: WindowOutput, *, uri: Optional[str] = None,
             min_speakers=options.min_speakers, max_speakers=options.max_speakers)
     else:
         labels = sorted(reference.labels())
-        ref_frames = discretize(reference, labels, num_frames, windows.center0_s,
-                                windows.frame_step_s)
-        hard = oracle_clusters(windows.activations, ref_frames, first)
+        references = window_references(reference, labels, windows.chunk_starts_s,
+                                       windows.window_s, windows.activations.shape[1],
+                                       windows.center0_s, windows.frame_step_s)
+        # as pyannote's OracleClustering: a window that runs past the file's end (the
+        # zero-padded last one) is not matched and adds nothing to the reconstruction
+        whole = windows.chunk_starts_s + windows.window_s <= windows.duration_s + 1e-9
+        hard = oracle_clusters(windows.activations, references, whole)
     if count.max(initial=0) == 0 or hard.max(initial=-1) < 0:
         return Annotation(uri=uri)
     binary = reconstruct(windows.ranking_scores, hard, count, first)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from pyannote.core import Annotation, Segment, Timeline
 
-from eval.clustering import discretize, oracle_clusters
+from eval.clustering import discretize, oracle_clusters, window_references
 from eval.counting import aggregate, speaker_count, start_frames
 from eval.inference import WindowOutput, window_starts
 from eval.pipeline import ClusteringOptions, diarize
@@ -152,8 +152,9 @@ def test_min_duration_off_fills_short_gaps():
 def test_oracle_clustering_recovers_mapping_and_scores_zero():
     reference = _reference()
     windows, truth, labels = _windows_from(reference, seed=3)
-    ref_frames = discretize(reference, labels, windows.num_frames, CENTER0, STEP)
-    hard = oracle_clusters(windows.activations, ref_frames, windows.first_frames)
+    references = window_references(reference, labels, windows.chunk_starts_s, 10.0, FRAMES,
+                                   CENTER0, STEP)
+    hard = oracle_clusters(windows.activations, references)
     np.testing.assert_array_equal(hard, truth)
     hypothesis = diarize(windows, uri="f", reference=reference)
     uem = {"f": Timeline([Segment(0, 30)], uri="f")}
@@ -172,3 +173,40 @@ def test_oracle_on_wrong_activations_is_not_zero():
     table = score({"f": reference}, {"f": hypothesis},
                   {"f": Timeline([Segment(0, 30)], uri="f")})
     assert table.total.der > 10.0
+
+
+def test_window_references_mark_closest_frames_both_ends_included():
+    """pyannote's oracle segmentation: on each window's own frames, a turn marks the frame
+    closest to its start through the frame closest to its end; a turn cut by the window's
+    start begins at frame 0."""
+    reference = Annotation(uri="f")
+    t0 = 1.0
+    reference[Segment(t0 + CENTER0 + 2.4 * STEP, t0 + CENTER0 + 5.6 * STEP)] = "a"
+    reference[Segment(0.2, t0 + CENTER0 + 3.3 * STEP)] = "b"
+    references = window_references(reference, ["a", "b"], np.array([t0]), 10 * STEP, 10,
+                                   CENTER0, STEP)
+    np.testing.assert_array_equal(np.flatnonzero(references[0, :, 0]), [2, 3, 4, 5, 6])
+    np.testing.assert_array_equal(np.flatnonzero(references[0, :, 1]), [0, 1, 2, 3])
+
+
+def test_oracle_leaves_the_padded_last_window_unmatched():
+    """As pyannote's OracleClustering: a window running past the file's end is not matched;
+    frames only it covers keep its speaker count, and with no scores there the first
+    speakers (by label order) fill them."""
+    activations = np.zeros((2, 10, 2), dtype=np.float32)
+    activations[0, :, 0] = 1.0              # window 0: a
+    activations[1, :5, 0] = 1.0             # window 1: a, then b alone in its last frames
+    activations[1, 5:, 1] = 1.0
+    duration_s = CENTER0 + 12.5 * STEP      # window 1 (frames 5-14) runs past the end
+    windows = WindowOutput(activations, activations.copy(), np.array([0.0, 5 * STEP]),
+                           10 * STEP, CENTER0, STEP, duration_s)
+    reference = Annotation(uri="f")
+    reference[Segment(0.0, CENTER0 + 10 * STEP)] = "a"
+    reference[Segment(CENTER0 + 10 * STEP, duration_s)] = "b"
+    references = window_references(reference, ["a", "b"], windows.chunk_starts_s,
+                                   windows.window_s, 10, CENTER0, STEP)
+    hard = oracle_clusters(activations, references, np.array([True, False]))
+    np.testing.assert_array_equal(hard, [[0, -2], [-2, -2]])
+    hypothesis = diarize(windows, uri="f", reference=reference)
+    assert hypothesis.labels() == ["a"]
+    assert hypothesis.get_timeline().extent().end == pytest.approx(duration_s)
