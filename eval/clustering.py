@@ -144,7 +144,7 @@ def oracle_clusters(activations: np.ndarray, references: np.ndarray,
 
     references: (windows, F, R) 0/1 reference speakers on each window's frames
     (`window_references`). In each window local speakers are matched one-to-one to
-    reference speakers minimising the mean absolute difference of their activities
+    reference speakers minimising the mean squared difference of their activities
     (Hungarian); with fewer reference speakers than local ones the unmatched local speakers
     are dropped, and so are local speakers never active. matched: (windows,) bool, the
     windows to match (default all); the others keep no local speaker (-2).
@@ -158,12 +158,27 @@ def oracle_clusters(activations: np.ndarray, references: np.ndarray,
             continue
         ref = references[window, :num_frames]  # (F, R)
         local = np.nan_to_num(activations[window, :len(ref)])
-        cost = np.abs(local[:, :, None] - ref[:, None, :]).mean(axis=0)  # (K, R)
-        rows, cols = linear_sum_assignment(cost)
-        for k, r in zip(rows, cols):
+        for r, k in _match(ref, local):
             if local[:, k].sum() > 0:
                 hard[window, k] = r
     return hard
+
+
+def _match(reference: np.ndarray, local: np.ndarray):
+    """(reference speaker, local speaker) pairs of least mean squared difference, from
+    (F, R) and (F, K) activities. Posed as pyannote's `permutate` poses it, so that equal
+    costs resolve the same way: float32 costs (whose rounding decides between assignments
+    of equal exact cost), reference speakers as rows, padded with dearer dummy rows when
+    K > R."""
+    difference = (reference.astype(np.float32)[:, :, None]
+                  - local.astype(np.float32)[:, None, :])
+    cost = np.square(difference).mean(axis=0, dtype=np.float32)  # (R, K)
+    num_reference, num_local = cost.shape
+    if num_local > num_reference:
+        cost = np.pad(cost, ((0, num_local - num_reference), (0, 0)),
+                      constant_values=cost.max() + np.float32(1))
+    rows, cols = linear_sum_assignment(cost)
+    return [(int(r), int(k)) for r, k in zip(rows, cols) if r < num_reference]
 
 
 def window_references(annotation, labels, chunk_starts_s: np.ndarray, window_s: float,
