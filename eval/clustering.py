@@ -138,30 +138,71 @@ def cluster_windows(embeddings: np.ndarray, activations: np.ndarray, *,
     return hard
 
 
-def oracle_clusters(activations: np.ndarray, reference: np.ndarray,
-                    first_frames: np.ndarray) -> np.ndarray:
+def oracle_clusters(activations: np.ndarray, references: np.ndarray,
+                    matched: Optional[np.ndarray] = None) -> np.ndarray:
     """hard_clusters (windows, K) matching local speakers to reference speakers.
 
-    reference: (frames, R) 0/1 reference speakers on the file's frame grid. In each window
-    local speakers are matched one-to-one to reference speakers minimising the mean
-    absolute difference of their activities (Hungarian); with fewer reference speakers
-    than local ones the unmatched local speakers are dropped.
+    references: (windows, F, R) 0/1 reference speakers on each window's frames
+    (`window_references`). In each window local speakers are matched one-to-one to
+    reference speakers minimising the mean squared difference of their activities
+    (Hungarian); with fewer reference speakers than local ones the unmatched local speakers
+    are dropped, and so are local speakers never active. matched: (windows,) bool, the
+    windows to match (default all); the others keep no local speaker (-2).
     """
     num_windows, num_frames, num_local = activations.shape
     hard = np.full((num_windows, num_local), INACTIVE, dtype=np.int64)
-    if reference.shape[1] == 0:
+    if references.shape[-1] == 0:
         return hard
-    padded = np.pad(reference, ((0, int(first_frames.max(initial=0)) + num_frames), (0, 0)))
     for window in range(num_windows):
-        first = int(first_frames[window])
-        ref = padded[first:first + num_frames]  # (F, R)
-        local = np.nan_to_num(activations[window])
-        cost = np.abs(local[:, :, None] - ref[:, None, :]).mean(axis=0)  # (K, R)
-        rows, cols = linear_sum_assignment(cost)
-        for k, r in zip(rows, cols):
+        if matched is not None and not matched[window]:
+            continue
+        ref = references[window, :num_frames]  # (F, R)
+        local = np.nan_to_num(activations[window, :len(ref)])
+        for r, k in _match(ref, local):
             if local[:, k].sum() > 0:
                 hard[window, k] = r
     return hard
+
+
+def _match(reference: np.ndarray, local: np.ndarray):
+    """(reference speaker, local speaker) pairs of least mean squared difference, from
+    (F, R) and (F, K) activities. Posed as pyannote's `permutate` poses it, so that equal
+    costs resolve the same way: float32 costs (whose rounding decides between assignments
+    of equal exact cost), reference speakers as rows, padded with dearer dummy rows when
+    K > R."""
+    difference = (reference.astype(np.float32)[:, :, None]
+                  - local.astype(np.float32)[:, None, :])
+    cost = np.square(difference).mean(axis=0, dtype=np.float32)  # (R, K)
+    num_reference, num_local = cost.shape
+    if num_local > num_reference:
+        cost = np.pad(cost, ((0, num_local - num_reference), (0, 0)),
+                      constant_values=cost.max() + np.float32(1))
+    rows, cols = linear_sum_assignment(cost)
+    return [(int(r), int(k)) for r, k in zip(rows, cols) if r < num_reference]
+
+
+def window_references(annotation, labels, chunk_starts_s: np.ndarray, window_s: float,
+                      num_frames: int, center0_s: float, step_s: float) -> np.ndarray:
+    """(windows, F, len(labels)) 0/1 reference speakers on every window's own frames.
+
+    As pyannote's oracle segmentation: a turn, cut to the window, marks the frames from
+    the one whose centre (`start + center0_s + i * step_s`) is closest to its start to the
+    one closest to its end, both included.
+    """
+    out = np.zeros((len(chunk_starts_s), num_frames, len(labels)), dtype=np.float64)
+    index = {label: r for r, label in enumerate(labels)}
+    turns = [(segment.start, segment.end, index[label])
+             for segment, _, label in annotation.itertracks(yield_label=True)
+             if label in index]
+    for window, start in enumerate(np.asarray(chunk_starts_s, dtype=np.float64)):
+        end = start + window_s
+        for turn_start, turn_end, r in turns:
+            if turn_end <= start or turn_start >= end:
+                continue
+            first = int(np.rint((max(turn_start, start) - start - center0_s) / step_s))
+            last = int(np.rint((min(turn_end, end) - start - center0_s) / step_s))
+            out[window, max(first, 0):max(min(last + 1, num_frames), 0), r] = 1.0
+    return out
 
 
 def discretize(annotation, labels, num_frames: int, center0_s: float,

@@ -53,14 +53,15 @@ def trim(values: np.ndarray, warm_up: float) -> np.ndarray:
     return trimmed
 
 
-def speaker_count(activations: np.ndarray, first_frames: np.ndarray, *, warm_up: float = 0.1,
+def speaker_count(activations: np.ndarray, first_frames: np.ndarray, *, warm_up: float = 0.0,
                   num_frames: Optional[int] = None) -> np.ndarray:
     """Number of active speakers per file frame, shape (frames,) int.
 
     activations: (windows, F, K) hard 0/1 local speakers. The per-frame number of active
-    local speakers is averaged over the overlapping windows, each trimmed by `warm_up` of
-    its length at both edges, then rounded. Frames that only trimmed edges cover (the
-    file's first and last seconds) fall back to the untrimmed average.
+    local speakers is averaged over the overlapping windows, then rounded half to even.
+    pyannote.audio 4.0.7's pipeline trims nothing (warm_up 0); with `warm_up` > 0 each
+    window loses that fraction of its length at both edges, and frames that only trimmed
+    edges cover (the file's first and last seconds) fall back to the untrimmed average.
     """
     per_frame = np.nansum(activations, axis=-1, keepdims=True).astype(np.float64)
     per_frame[np.all(np.isnan(activations), axis=-1)] = np.nan

@@ -30,7 +30,9 @@ class WindowOutput:
     activations: (windows, F, K) hard 0/1 float32; probabilities: (windows, F, K) soft
     per-speaker probabilities; chunk_starts_s: (windows,) window start in seconds;
     window_s: window duration; center0_s / frame_step_s: time of frame 0's centre inside a
-    window and the frame step, in seconds; duration_s: the file's duration.
+    window and the frame step, in seconds; duration_s: the file's duration; multilabel: True
+    for a multi-label model (activations = probabilities > 0.5), False for a powerset one
+    (activations = the speakers of the most likely class).
     """
 
     activations: np.ndarray
@@ -40,11 +42,18 @@ class WindowOutput:
     center0_s: float
     frame_step_s: float
     duration_s: float
+    multilabel: bool = False
 
     @property
     def first_frames(self) -> np.ndarray:
         """Global frame index of each window's first frame, (windows,) int64."""
         return np.rint(self.chunk_starts_s / self.frame_step_s).astype(np.int64)
+
+    @property
+    def ranking_scores(self) -> np.ndarray:
+        """(windows, F, K) scores by which reconstruction ranks speakers (as pyannote does):
+        the hard activations of a powerset model, the probabilities of a multi-label one."""
+        return self.probabilities if self.multilabel else self.activations
 
     @property
     def num_frames(self) -> int:
@@ -187,7 +196,7 @@ def infer_file(model: nn.Module, waveform: torch.Tensor, video: Optional[np.ndar
         activations=activations, probabilities=probabilities,
         chunk_starts_s=starts / SAMPLE_RATE, window_s=window_samples / SAMPLE_RATE,
         center0_s=center0_s, frame_step_s=step_s,
-        duration_s=waveform.shape[-1] / SAMPLE_RATE)
+        duration_s=waveform.shape[-1] / SAMPLE_RATE, multilabel=powerset is None)
 
 
 def _activations(scores: torch.Tensor, powerset) -> Tuple[torch.Tensor, torch.Tensor]:

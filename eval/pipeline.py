@@ -14,8 +14,8 @@ from eval.clustering import (
     MIN_CLUSTER_SIZE,
     THRESHOLD,
     cluster_windows,
-    discretize,
     oracle_clusters,
+    window_references,
 )
 from eval.counting import speaker_count
 from eval.inference import WindowOutput
@@ -31,7 +31,7 @@ class ClusteringOptions:
     num_speakers: Optional[int] = None
     min_speakers: Optional[int] = None
     max_speakers: Optional[int] = None
-    warm_up: float = 0.1
+    warm_up: float = 0.0            # fraction of each window trimmed before counting
     min_duration_off: float = 0.0
 
 
@@ -58,12 +58,16 @@ def diarize(windows: WindowOutput, *, uri: Optional[str] = None,
             min_speakers=options.min_speakers, max_speakers=options.max_speakers)
     else:
         labels = sorted(reference.labels())
-        ref_frames = discretize(reference, labels, num_frames, windows.center0_s,
-                                windows.frame_step_s)
-        hard = oracle_clusters(windows.activations, ref_frames, first)
+        references = window_references(reference, labels, windows.chunk_starts_s,
+                                       windows.window_s, windows.activations.shape[1],
+                                       windows.center0_s, windows.frame_step_s)
+        # as pyannote's OracleClustering: a window that runs past the file's end (the
+        # zero-padded last one) is not matched and adds nothing to the reconstruction
+        whole = windows.chunk_starts_s + windows.window_s <= windows.duration_s + 1e-9
+        hard = oracle_clusters(windows.activations, references, whole)
     if count.max(initial=0) == 0 or hard.max(initial=-1) < 0:
         return Annotation(uri=uri)
-    binary = reconstruct(windows.activations, hard, count, first)
+    binary = reconstruct(windows.ranking_scores, hard, count, first)
     if labels is not None and binary.shape[1] > len(labels):
         labels = labels + [f"EXTRA_{k:02d}" for k in range(binary.shape[1] - len(labels))]
     return binary_to_annotation(binary, windows.center0_s, windows.frame_step_s, labels=labels,

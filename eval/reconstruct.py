@@ -1,8 +1,9 @@
 """From clustered local speakers to a diarization: overlap-add, top-count, frames to turns.
 
-Shapes: activations (windows, F, K) hard 0/1 local speakers; hard_clusters (windows, K)
-int, the global speaker of each local one (-2 = inactive, dropped); count (frames,) int;
-binary (frames, speakers). Frame i of the file covers `center0_s + (i +- 0.5) * step_s`.
+Shapes: activations (windows, F, K) local speaker scores (hard 0/1, or a multi-label
+model's probabilities); hard_clusters (windows, K) int, the global speaker of each local
+one (-2 = inactive, dropped); count (frames,) int; binary (frames, speakers). Frame i of
+the file is centred at `center0_s + i * step_s`.
 """
 
 from __future__ import annotations
@@ -73,8 +74,10 @@ def binary_to_annotation(binary: np.ndarray, center0_s: float, step_s: float, *,
                          labels: Optional[Sequence[str]] = None, uri: Optional[str] = None,
                          min_duration_off: float = 0.0,
                          extent: Optional[Segment] = None) -> Annotation:
-    """(frames, S) 0/1 -> Annotation; a run of active frames [i, j) becomes the turn
-    [center0_s + (i - 0.5) * step_s, center0_s + (j - 0.5) * step_s], cropped to `extent`.
+    """(frames, S) 0/1 -> Annotation; a run of active frames [i, j) becomes the turn from
+    frame i's centre to frame j's, [center0_s + i * step_s, center0_s + j * step_s] (as
+    pyannote's Binarize), cropped to `extent`; same-speaker gaps shorter than
+    `min_duration_off` seconds are filled.
     """
     annotation = Annotation(uri=uri)
     num_speakers = binary.shape[1] if binary.ndim == 2 else 0
@@ -83,7 +86,7 @@ def binary_to_annotation(binary: np.ndarray, center0_s: float, step_s: float, *,
     for speaker in range(num_speakers):
         active = np.concatenate([[0], (binary[:, speaker] > 0).astype(np.int8), [0]])
         edges = np.flatnonzero(np.diff(active))
-        segments = [Segment(center0_s + (i - 0.5) * step_s, center0_s + (j - 0.5) * step_s)
+        segments = [Segment(center0_s + i * step_s, center0_s + j * step_s)
                     for i, j in zip(edges[::2], edges[1::2])]
         if min_duration_off > 0:
             segments = merge_short_gaps(segments, min_duration_off)
