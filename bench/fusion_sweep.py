@@ -7,8 +7,8 @@ gives each variant's mean test DER (full-file, oracle clustering, collar 0; and 
 its paired difference to the first variant (the reference, audio-only by default): mean,
 standard deviation, wins, paired t and its two-sided p-value.
 
-    python bench/fusion_sweep.py --out /tmp/sweep --seeds 0-7 --device cuda --parallel 12
-    python bench/fusion_sweep.py --out /tmp/sweep --seeds 0-1 \\
+    python -m bench.fusion_sweep --out /tmp/sweep --seeds 0-7 --device cuda --parallel 12
+    python -m bench.fusion_sweep --out /tmp/sweep --seeds 0-1 \\
         --variant audio=0 --variant late=6 --variant late-fixed=6:--no-learned-locality
 
 A variant is NAME=MODEL[:FLAGS], FLAGS passed to `run.py` after the demo's (so they win).
@@ -27,9 +27,7 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from eval import demo  # noqa: E402
+from eval import demo
 
 DEFAULT_VARIANTS = ("audio=0", "late=6", "early=7", "hybrid=8",
                     "late-nolocal=6:--no-learned-locality",
@@ -52,7 +50,7 @@ def parse_variant(text: str) -> Tuple[str, str, List[str]]:
     name, sep, rest = text.partition("=")
     model, _, flags = rest.partition(":")
     if not sep or not name or model not in demo.MODELS:
-        raise SystemExit(f"bench/fusion_sweep.py: --variant takes NAME=MODEL[:FLAGS] with MODEL "
+        raise SystemExit(f"bench.fusion_sweep: --variant takes NAME=MODEL[:FLAGS] with MODEL "
                          f"in {sorted(demo.MODELS)}, got {text!r}")
     return name, model, shlex.split(flags)
 

@@ -14,12 +14,12 @@ LIMIT=${3:-400}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
 source bench/gpu_env.sh
-# VARIANTS: bench/fusion_sweep.py --variant values, separated by ";" (default below)
+# VARIANTS: bench.fusion_sweep --variant values, separated by ";" (default below)
 VARIANTS=${VARIANTS:-"audio=0;late=6;early=7;hybrid=8;late-nolocal=6:--no-learned-locality;\
 early-nolocal=7:--no-learned-locality;hybrid-nolocal=8:--no-learned-locality;\
 audio-600=0:--max-steps 600;late-600=6:--max-steps 600;early-600=7:--max-steps 600;\
 hybrid-600=8:--max-steps 600"}
-SWEEP=(python3 bench/fusion_sweep.py --out /tmp/avdiar_sweep --seeds "$SEEDS" --device cuda
+SWEEP=(python3 -m bench.fusion_sweep --out /tmp/avdiar_sweep --seeds "$SEEDS" --device cuda
        --parallel "$(( $(nproc) - 2 ))")
 IFS=';' read -ra LIST <<< "$VARIANTS"
 for variant in "${LIST[@]}"; do SWEEP+=(--variant "$variant"); done
