@@ -1,90 +1,70 @@
-"""Each CPU speed path against the plain path, end to end, in turns.
+"""The speed paths (core/speed.py) against the plain path, end to end, in turns.
 
-    python -m bench.speed_paths --threads 2 --part step --repeats 7
-    python -m bench.speed_paths --threads 1 --part infer --minutes 3 --repeats 5
+    python -m bench.speed_paths --threads 2 --repeats 7
+    python -m bench.speed_paths --threads 1 --minutes 3 --repeats 7
+    python -m bench.speed_paths --device cuda --threads 8 --minutes 10 --repeats 5
 
-step: the training step (forward, NLL, backward, Adam) of the audio-only model with
-segmentation-3.0's sizes, batch 32 x 10 s. infer: eval.inference.infer_file over one
-synthetic file, 10 s windows every 1 s, batch 32, float32. Variants: "plain" (nn.LSTM in
-one call, SincNet on every window), then each speed path alone, then all that apply.
-Prints a Markdown table of medians and ratios to "plain".
+Every speed path left is inference-side, so the benchmark is sliding-window inference of
+a whole file (eval.inference.infer_file): the audio-only model with segmentation-3.0's
+sizes (random weights) over one synthetic file, 10 s windows every 1 s, batch 32,
+float32 (or --amp bf16), with the switch off ("plain") and on ("speed paths"), in turns
+(bench/timing.py). A path is kept only while the ratio stays at or below 1 / 1.2.
+Prints the machine line, a Markdown table of medians and ratios, and the largest
+probability difference between the two.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
 
+import numpy as np
 import torch
 
-import core.backbone as backbone
 from bench import timing
-from bench.workloads import audio_model, synthetic_recording, training_step
+from bench.workloads import audio_model, synthetic_recording
+from core import speed
 from eval.inference import infer_file
-
-PATHS = ("halves", "pieces", "uniform-dropout", "shared-sinc")
-
-
-@contextlib.contextmanager
-def only(enabled: set):
-    """Within: the LSTM speed paths outside `enabled` replaced by nn.LSTM's call."""
-    saved = (backbone.splits_batch, backbone.in_pieces, backbone.lstm_with_uniform_dropout)
-    if "halves" not in enabled:
-        backbone.splits_batch = lambda lstm, inputs: False
-    if "pieces" not in enabled:
-        backbone.in_pieces = lambda lstm, inputs: False
-    if "uniform-dropout" not in enabled:
-        backbone.lstm_with_uniform_dropout = lambda lstm, inputs: lstm(inputs)[0]
-    try:
-        yield
-    finally:
-        backbone.splits_batch, backbone.in_pieces, backbone.lstm_with_uniform_dropout = saved
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--part", choices=["step", "infer"], required=True)
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--minutes", type=float, default=3.0, help="file length")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--amp", default="off", choices=["off", "bf16"])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=1)
-    parser.add_argument("--minutes", type=float, default=3.0, help="inference file length")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    device = torch.device("cpu")
-    model = audio_model(device)
-    if args.part == "step":
-        step = training_step(model, device)
-        variants = {"plain": set(), "uniform-dropout": {"uniform-dropout"}}
-        if args.threads >= 2:
-            variants["halves"] = {"halves", "uniform-dropout"}
+    if args.device == "cuda" and not torch.cuda.is_available():
+        sys.exit("bench.speed_paths --device cuda: torch sees no CUDA device")
+    device = torch.device(args.device)
+    model = audio_model(device).eval()
+    waveform = synthetic_recording(args.minutes)
+    outputs = {}
 
-        def run(paths: set):
-            def go():
-                with only(paths):
-                    step()
-            return go
-    else:
-        model.eval()
-        waveform = synthetic_recording(args.minutes)
-        variants = {"plain": set(), "shared-sinc": {"shared-sinc"}}
-        variants["pieces" if args.threads < 2 else "halves"] = (
-            {"pieces"} if args.threads < 2 else {"halves"})
-        variants["all"] = set(PATHS)
+    def run(name: str, on: bool):
+        def go() -> None:
+            with speed.speed_paths(on):
+                outputs[name] = infer_file(model, waveform, step_ratio=0.1,
+                                           batch_size=args.batch_size, device=device,
+                                           amp=args.amp)
+        return go
 
-        def run(paths: set):
-            def go():
-                with only(paths):
-                    infer_file(model, waveform, share_sinc="shared-sinc" in paths)
-            return go
-
-    print(timing.machine_line(device), flush=True)
-    timings = timing.in_turns({name: run(paths) for name, paths in variants.items()},
-                              args.repeats, args.warmup, verbose=True)
-    print(f"\n{args.part}, {args.threads} threads, {args.repeats} repeats in turns"
-          + (f", {args.minutes:g} min file" if args.part == "infer" else ", batch 32 x 10 s"))
+    print(timing.machine_line(device, args.threads), flush=True)
+    timings = timing.in_turns({"plain": run("plain", False),
+                               "speed paths": run("speed paths", True)},
+                              args.repeats, args.warmup, device, verbose=True)
+    difference = np.abs(outputs["plain"].probabilities
+                        - outputs["speed paths"].probabilities).max()
+    print(f"\ninference, {args.minutes:g} min file, 10 s windows / 1 s step, batch "
+          f"{args.batch_size}, amp {args.amp}, {args.repeats} repeats in turns after "
+          f"{args.warmup} warm-up")
     print(timing.summary(timings, baseline="plain"))
+    print(f"max probability difference, speed paths vs plain: {difference:.1e}")
     return 0
 
 
