@@ -11,10 +11,11 @@ only while it earns at least 1.2x there against the plain path, measured in turn
   plain path's to float32 rounding (tests/test_eval_inference.py bounds both against the
   float64 model).
 
-No speed path depends on the number of threads: with the switch in either position a
-seeded run computes the same numbers at 1 thread as at 2 (as far as PyTorch's own kernels
-do). On by default: the paths are deterministic and within float32 rounding of the plain
-path. Off gives the plain path, op for op what pyannote.audio runs.
+No speed path looks at the number of threads: with the switch in either position the
+eval forward and whole-file inference give bitwise the same numbers at 1 thread as at 2
+(tests/test_core_speed.py). On by default: the path is deterministic, within float32
+rounding of the plain path, and faster on a CPU (bench/results/2026-12-03-speed-paths.md).
+Off gives the plain path, op for op what pyannote.audio runs.
 
 Set it with the environment variable AVDIAR_SPEED_PATHS (1/on/true/yes or 0/off/false/no),
 read at import, or in code with `set_enabled(flag)` or `with speed_paths(flag): ...`.
