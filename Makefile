@@ -45,7 +45,7 @@ clean-venv:
 	rm -rf $(VENV)
 
 # make bench-venv: .bench-venv with avdiar and pyannote.audio 4.0.7 (benchmarks only; the tests
-# never import pyannote.audio). make bench: run bench/vs_pyannote.py from it.
+# never import pyannote.audio). make bench: run `python -m bench.vs_pyannote` from it.
 .PHONY: bench-venv bench
 BENCH_VENV := .bench-venv
 BENCH_STAMP := $(BENCH_VENV)/.installed
@@ -60,4 +60,4 @@ $(BENCH_STAMP): setup.cfg constraints.txt pyproject.toml
 bench-venv: $(BENCH_STAMP)
 
 bench: $(BENCH_STAMP)
-	$(BENCH_VENV)/bin/python bench/vs_pyannote.py $(BENCH_ARGS)
+	$(BENCH_VENV)/bin/python -m bench.vs_pyannote $(BENCH_ARGS)

@@ -2,9 +2,9 @@
 
     python run.py synth --out /tmp/avdiar_bench_db --files 20 --minutes 60 \
         --eval-minutes 1 --esize 384            # once: a 1-hour train split, 384-dim video
-    python bench/data.py --database /tmp/avdiar_bench_db/database.yml
+    python -m bench.data --database /tmp/avdiar_bench_db/database.yml
 
-    python bench/data.py --compare --repeats 3     # also the former path, 3 rounds
+    python -m bench.data --compare --repeats 3     # also the former path, 3 rounds
 
 Loads 10 s chunks (audio, 384-dim video, targets) in batches through make_train_loader
 and prints a table: workers, chunks/s (after a warm-up of a few batches), CPU time per
@@ -25,13 +25,12 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
 
-import torch  # noqa: E402
-
-from data import build_index, data_summary, load_protocol, make_train_loader  # noqa: E402
-from data.index import FileIndex  # noqa: E402
-from data.synthetic import PROTOCOL  # noqa: E402
+from bench.timing import machine_line
+from data import build_index, data_summary, load_protocol, make_train_loader
+from data.index import FileIndex
+from data.synthetic import PROTOCOL
 
 
 def _memory_mb(pid: int) -> tuple:
@@ -122,6 +121,7 @@ def main() -> int:
     protocol = load_protocol(args.protocol, [args.database])
     index = build_index(protocol, "train", video_dir=video_dir, database_files=[args.database],
                         progress=False)
+    print(machine_line(threads=1))
     print(data_summary(index, duration_s=10.0))
     print(f"cpus: {os.cpu_count()}, batch size {args.batch_size}, 10 s chunks, "
           f"esize {index.esize}, {args.batches} timed batches after {args.warmup}, "

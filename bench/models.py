@@ -1,8 +1,8 @@
 """Forward + backward time of the fusion models 6, 7, 8 relative to the audio-only model.
 
 Real segmentation-3.0 sizes (LSTM 128 x 4 bidirectional, linear 128 x 2), batch 32 x 10 s,
-video at 25 fps. All models are built in one process and timed round-robin (one step of
-each per round), so they see the same machine state; the median over rounds is reported.
+video at 25 fps. All models are built in one process and timed in turns (bench/timing.py),
+so they see the same machine state; medians over the rounds and ratios to model 0.
 
     python -m bench.models --threads 1 --rounds 3   # batch 32 x 10 s, model defaults
     python -m bench.models --threads 1 --rounds 3 --esize 384 --d-model 256 --ff-mult 4
@@ -11,28 +11,11 @@ each per round), so they see the same machine state; the median over rounds is r
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
-from typing import Tuple
 
 import torch
 
+from bench import timing
 from core.models import build_model
-
-
-def step(model: torch.nn.Module, waveforms: torch.Tensor, video: torch.Tensor,
-         mask: torch.Tensor) -> Tuple[float, float]:
-    """(wall seconds, CPU seconds of this process) for one forward + backward pass.
-
-    CPU time is the steadier measure on a machine shared with other jobs (use --threads 1
-    there: with several threads, waiting threads spin and count as CPU time too).
-    """
-    model.zero_grad(set_to_none=True)
-    start, start_cpu = time.perf_counter(), time.process_time()
-    model(waveforms, video=video, video_mask=mask).mean().backward()
-    if waveforms.is_cuda:
-        torch.cuda.synchronize()
-    return time.perf_counter() - start, time.process_time() - start_cpu
 
 
 def main() -> None:
@@ -62,27 +45,21 @@ def main() -> None:
     mask = torch.rand(args.batch, num_video, device=device) > 0.2
     fusion = dict(esize=args.esize, video_fps=args.fps, d_model=args.d_model,
                   num_layers=args.num_layers, ff_mult=args.ff_mult)
-    models = {}
+    runs = {}
     for key in args.models.split(","):
         model = build_model(int(key), **({} if key == "0" else fusion)).to(device).train()
-        models[int(key)] = model
-    times = {key: [] for key in models}
-    for round_ in range(args.warmup + args.rounds):
-        for key, model in models.items():
-            measured = step(model, waveforms, video, mask)
-            if round_ >= args.warmup:
-                times[key].append(measured)
-    print(f"device {device}, threads {torch.get_num_threads()}, batch {args.batch} x "
-          f"{args.duration_s:g} s, esize {args.esize}, {args.fps:g} fps, d_model {args.d_model},"
-          f" layers {args.num_layers}, ff_mult {args.ff_mult}, {args.rounds} rounds")
-    medians = {key: [statistics.median(m[i] for m in values) for i in (0, 1)]
-               for key, values in times.items()}
-    for key, (wall, cpu) in medians.items():
-        base = medians.get(0)
-        ratios = (f"{wall / base[0]:.3f}x wall, {cpu / base[1]:.3f}x cpu" if base else "-")
-        params = sum(p.numel() for p in models[key].parameters())
-        print(f"model {key}: median {wall:7.2f} s wall {cpu:7.2f} s cpu  ratio {ratios}  "
-              f"params {params:,}", flush=True)
+
+        def forward_backward(model=model) -> None:
+            model.zero_grad(set_to_none=True)
+            model(waveforms, video=video, video_mask=mask).mean().backward()
+        runs[f"model {key}"] = forward_backward
+    print(timing.machine_line(device))
+    print(f"forward + backward, batch {args.batch} x {args.duration_s:g} s, esize {args.esize}, "
+          f"{args.fps:g} fps, d_model {args.d_model}, layers {args.num_layers}, ff_mult "
+          f"{args.ff_mult}, {args.rounds} rounds in turns (CPU time is the steadier measure "
+          "on a shared machine with one thread)")
+    timings = timing.in_turns(runs, args.rounds, args.warmup, device)
+    print(timing.summary(timings, baseline="model 0" if "model 0" in runs else None))
 
 
 if __name__ == "__main__":

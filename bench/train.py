@@ -2,9 +2,9 @@
 for the audio-only model and fusion models 6, 7, 8, through the real loop (train.loop.train)
 and the real data pipeline on a generated synthetic database.
 
-    python bench/train.py                          # CPU or the GPU, batch 32 x 10 s
-    python bench/train.py --device cuda --amp bf16 --steps 20 --workers 8
-    python bench/train.py --toy                    # in-memory data (no audio decoding)
+    python -m bench.train                          # CPU or the GPU, batch 32 x 10 s
+    python -m bench.train --device cuda --amp bf16 --steps 20 --workers 8
+    python -m bench.train --toy                    # in-memory data (no audio decoding)
 
 Each model runs 2 x --steps steps with a TensorBoard window of --steps: the first window
 (start-up, first batches) is discarded, the second is reported.
@@ -21,13 +21,12 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import torch
 
-import torch  # noqa: E402
-
-from train.config import Config  # noqa: E402
-from train.loop import train  # noqa: E402
-from train.toydata import toy_factory  # noqa: E402
+from bench.timing import machine_line
+from train.config import Config
+from train.loop import train
+from train.toydata import toy_factory
 
 
 def read_window(experiment: Path, step: int) -> dict:
@@ -77,6 +76,7 @@ def main() -> int:
         args.device == "auto" and torch.cuda.is_available()) else "cpu"
     name = torch.cuda.get_device_name(0) if device == "cuda" else (
         f"CPU, {torch.get_num_threads()} threads")
+    print(machine_line(torch.device(device)))
     print(f"device: {name}; batch {args.batch_size} x {args.duration:g} s; amp {args.amp}; "
           f"data {'in memory' if args.toy else f'synthetic files, {args.workers} workers'}")
     print(f"{'model':<8}{'steps/s':>10}{'chunks/s':>10}{'data wait':>11}{'max GiB':>9}"

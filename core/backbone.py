@@ -16,9 +16,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from core import receptive_field
-from core.lstm_dropout import lstm_with_uniform_dropout
-from core.lstm_pieces import in_pieces, lstm_in_pieces
-from core.lstm_threads import lstm_in_halves, splits_batch
 from core.powerset import Powerset
 from core.sincnet import SincNet
 
@@ -129,16 +126,8 @@ class PyanNet(nn.Module):
         return self.sincnet(waveforms).transpose(1, 2)
 
     def run_lstm(self, features: torch.Tensor) -> torch.Tensor:
-        """(batch, frame, lstm inputs) -> (batch, frame, lstm outputs). On a CPU with two or
-        more intra-op threads: the batch in two halves on two threads (core/lstm_threads.py);
-        inference on a CPU: a few sequences per library call (core/lstm_pieces.py);
-        training on a CPU with dropout: cheaper dropout masks (core/lstm_dropout.py)."""
-        if splits_batch(self.lstm, features):
-            return lstm_in_halves(self.lstm, features)
-        if in_pieces(self.lstm, features):
-            return lstm_in_pieces(self.lstm, features)
-        if self.lstm.training and self.lstm.dropout > 0 and features.device.type == "cpu":
-            return lstm_with_uniform_dropout(self.lstm, features)
+        """(batch, frame, lstm inputs) -> (batch, frame, lstm outputs): one nn.LSTM call,
+        zero initial states."""
         outputs, _ = self.lstm(features)
         return outputs
 

@@ -200,7 +200,8 @@ class SincNet(nn.Module):
         """Within this context, `forward(windows)` takes `windows[j]` to be
         `stretch[:, j * window_step : j * window_step + window_samples]` and convolves the
         stretch with the sinc filters once instead of every window
-        (core/sincnet_windows.py). stretch: (1, samples) audio covering all windows of the
+        (core/sincnet_windows.py; eval.inference.infer_file uses it when core/speed.py's
+        switch is on). stretch: (1, samples) audio covering all windows of the
         next batch; window_step in samples, a multiple of the sinc stride; workspace:
         buffers to reuse from one batch to the next. Outputs equal the per-window path to
         float32 rounding. Inference only: eval mode, without autograd.
@@ -247,9 +248,8 @@ def _views_every(windows: torch.Tensor, stretch: torch.Tensor, step: int) -> boo
 
 def _max_pool(inputs: torch.Tensor, size: int) -> torch.Tensor:
     """F.max_pool1d(inputs, size, size): (batch, channels, frames) -> (..., frames // size).
-    With autograd, a max over a reshaped view: the same values, the gradient to one maximum
-    of each window as max_pool's, and on CPU forward + backward ~1.4x cheaper than
-    max_pool's (measured on (32, 80, 15975), the first pool)."""
+    With autograd, a max over a reshaped view: the same values, and the gradient to one
+    maximum of each window as max_pool's (its backward is cheaper than max_pool's)."""
     if not inputs.requires_grad:
         return F.max_pool1d(inputs, size, size)
     frames = inputs.shape[-1] // size * size

@@ -1,4 +1,5 @@
-"""SincNet over evenly spaced windows of one stretch of audio (sliding-window inference).
+"""SincNet over evenly spaced windows of one stretch of audio (sliding-window inference), a
+speed path behind core/speed.py's switch.
 
 pyannote's inference runs SincNet on every window: with 10 s windows every 1 s, each
 sample is convolved with the 80 sinc filters ten times. Here the stretch of audio that a
@@ -12,13 +13,11 @@ convolution, abs or pool).
 
 The rest of SincNet (norm, LeakyReLU, two convolutions with pools and norms) differs per
 window. It runs channels-last, (windows, frames, channels): the convolutions as 2-d
-channels-last ones (measured 1.5x faster than channels-first 1-d ones on a 2-core CPU),
-the norms as in-place sums over frames (torch.var_mean took 20x longer, and
-torch.linalg.vector_norm 3x longer with 20x the rounding error). On a CPU the
-windows go through it a few at a time and the buffers are reused from batch to batch
-(`Workspace`): the data stays in the caches, and fresh pages are not faulted in per batch
-(a new 20 MB tensor costs ~5000 page faults, ~3 us each on that CPU).
-Outputs equal SincNet's per-window forward to float32 rounding.
+channels-last ones, the norms as in-place sums over frames, the pools as maxima of strided
+views. On a CPU the windows go through it a few at a time and the buffers are reused from
+batch to batch (`Workspace`), so that the data stays in the caches and no fresh pages are
+faulted in per batch. Outputs equal SincNet's per-window forward to float32 rounding.
+(Why each of these choices: bench/results/2026-12-03-speed-paths.md.)
 """
 
 from __future__ import annotations
@@ -148,8 +147,8 @@ def _window_affines(sincnet: nn.Module, signal: torch.Tensor, count: int, window
 def _window_moments(signal: torch.Tensor, count: int, step: int, length: int,
                     workspace: Workspace) -> Tuple[torch.Tensor, torch.Tensor]:
     """(variance, mean), each (count,) float32, of signal[j * step : j * step + length]
-    (signal: (samples,)), from float64 running sums of the signal and its square (in
-    workspace buffers: a fresh 5 MB tensor costs ~1300 page faults)."""
+    (signal: (samples,)), from float64 running sums of the signal and its square (kept in
+    workspace buffers)."""
     samples = (count - 1) * step + length
     like = signal.new_empty((), dtype=torch.float64)
     used = workspace.buffer("moments_signal", (samples,), like).copy_(signal[:samples])
@@ -185,7 +184,7 @@ def _conv_pool(features: torch.Tensor, conv: nn.Conv1d, pool: int) -> torch.Tens
     outputs = F.conv2d(features.transpose(1, 2)[:, :, None, :], weight, conv.bias)
     outputs = outputs[:, :, 0, :].transpose(1, 2)  # (windows, frames, out), a view
     kept = outputs.shape[1] // pool * pool
-    # a max of strided views, into a new contiguous tensor: ~2x max_pool2d's speed
+    # a max of strided views, into a new contiguous tensor
     pooled = torch.maximum(outputs[:, 0:kept:pool], outputs[:, 1:kept:pool])
     for phase in range(2, pool):
         torch.maximum(pooled, outputs[:, phase:kept:pool], out=pooled)

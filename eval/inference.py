@@ -16,6 +16,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from core import speed
 from core.constants import INFERENCE_AMP_MODES as AMP_MODES
 from core.constants import SAMPLE_RATE, bf16_supported
 from core.models import takes_video
@@ -142,13 +143,13 @@ def _shares_sinc(model: nn.Module, step_samples: int) -> bool:
 def infer_file(model: nn.Module, waveform: torch.Tensor, video: Optional[np.ndarray] = None, *,
                step_ratio: float = 0.1, batch_size: int = 32,
                device: Optional[torch.device] = None, progress: bool = False,
-               desc: str = "windows", share_sinc: bool = True, amp: str = "auto") -> WindowOutput:
+               desc: str = "windows", amp: str = "auto") -> WindowOutput:
     """Run `model` over one file. waveform: (1, samples) float at 16 kHz; video: (frames, E)
     embeddings at model.video_fps, or None (fusion models then see no video at all).
 
-    share_sinc: convolve each batch's stretch of audio with the sinc filters once instead
-    of every window (equal outputs to float32 rounding; 10x less sinc convolution for a
-    10 % step); used when the step is a multiple of the sinc stride.
+    With the speed paths on (core/speed.py, the default) each batch's stretch of audio is
+    convolved with the sinc filters once instead of once per window, where the step is a
+    multiple of the sinc stride (outputs equal to float32 rounding).
     amp: "auto" (bf16 autocast on CUDA, float32 on the CPU), "off", "bf16" or "fp16"."""
     if waveform.dim() == 1:
         waveform = waveform[None]
@@ -167,7 +168,7 @@ def infer_file(model: nn.Module, waveform: torch.Tensor, video: Optional[np.ndar
     outputs = _Outputs(device)
     bar = _progress(len(starts), desc, progress)
     model.eval()
-    share = share_sinc and len(starts) > 1 and _shares_sinc(model, step_samples)
+    share = speed.enabled() and len(starts) > 1 and _shares_sinc(model, step_samples)
     workspace = Workspace()  # SincNet's buffers, reused from batch to batch
     # one autocast context for the whole file: the weights are cast once, not every batch
     with _autocast(device, amp):
