@@ -119,8 +119,10 @@ def database(out: Path, args: argparse.Namespace) -> Path:
     """{out}/db/database.yml, generated unless one with the same settings is there. Runs
     in {out}/runs trained on a database that is generated again are moved aside to
     {out}/runs-before-{time} (kept, not reused: they learned other data)."""
+    from data.cli import speech_source
     from data.synthetic import generate_database
 
+    args.speech = speech_source(args.speech)  # None/"auto" -> LibriSpeech folder or synthetic
     db = out / "db"
     # generate_database's arguments, compared with what it recorded in synthetic.json
     wanted = {"files": args.files, "minutes": float(args.minutes),
