@@ -106,6 +106,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--clustering", default="both", choices=["full", "oracle", "both"])
     g.add_argument("--plots", type=int, default=3, help="timelines for the first N files")
     g.add_argument("--out", default=None, help="output folder (default: EXP/eval)")
+    g.add_argument("--tune-threshold", default=None, metavar="T1,T2,...|grid",
+                   help="instead of evaluating: the full pipeline's DER on the split for each "
+                        "clustering threshold (one inference pass for all), the best one in "
+                        "OUT/threshold.json; use it on development, then pass --threshold "
+                        "BEST to the test evaluation")
     add_common_arguments(parser)
 
 
@@ -217,6 +222,29 @@ def run_evaluation(model, args: argparse.Namespace, out_dir: str) -> Dict:
     return evaluate(model, files, options, embedding_model=embedding, embedding_error=reason)
 
 
+def run_tuning(model, args: argparse.Namespace, out_dir: str) -> Dict:
+    """`--tune-threshold`: eval.tuning.tune_threshold on the selected split; prints the sweep."""
+    from eval.evaluate import EvalOptions
+    from eval.tuning import format_tuning, parse_thresholds, tune_threshold
+
+    thresholds = parse_thresholds(args.tune_threshold)
+    device = resolve_device(args.device)
+    split, files = select_files(args)
+    embedding, reason = load_embedding(args.embedding, args.hf_token, device)
+    if reason:
+        raise ValueError(f"--tune-threshold needs a speaker-embedding model: {reason}")
+    collars = sorted(set(args.collar or [0.0]))
+    options = EvalOptions(out_dir=out_dir, split=split, video_dir=args.video_dir,
+                          step_ratio=args.step, batch_size=args.batch_size, collars=collars,
+                          skip_overlap=args.skip_overlap, clustering=("full",),
+                          clustering_options=clustering_options(args), device=device,
+                          progress=args.progress, amp=args.amp)
+    result = tune_threshold(model, files, embedding, thresholds, options)
+    print(format_tuning(result))
+    print(f"best threshold {result['best']:g} (written to {Path(out_dir) / 'threshold.json'})")
+    return result
+
+
 def _with_defaults(args: argparse.Namespace) -> argparse.Namespace:
     """Fill the diarization flags that the training parser does not define."""
     parser = argparse.ArgumentParser(add_help=False)
@@ -266,6 +294,9 @@ def main(args: argparse.Namespace) -> int:
         model = load_pretrained(args.checkpoint, model=args.model, esize=args.esize,
                                 revision=args.revision, token=args.hf_token,
                                 map_location=str(device))
+        if args.tune_threshold is not None:
+            run_tuning(model, args, str(out))
+            return 0
         aside = set_aside_report(str(out))
         if aside is not None:
             print(f"run.py eval: the earlier report in {out} is kept in {aside}",
