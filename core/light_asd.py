@@ -18,13 +18,14 @@ embedding alone. Scores are log-odds (logit 1 - logit 0): > 0 means speaking.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Dict, Optional, Union
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from core.weights import sha256_of
 
 # sha256 of the two released checkpoints (Light-ASD repository, weight/; MIT licence)
 LIGHT_ASD_SHA256 = {
@@ -257,14 +258,6 @@ def default_weights(repo_root: Optional[Path] = None) -> Path:
         f"{DEFAULT_CHECKPOINT} (Light-ASD repository, weight/) in the first or pass --asd-weights")
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def load_light_asd(path: Union[str, Path, None] = None, *, check_sha256: bool = True,
                    device: Union[str, torch.device] = "cpu") -> LightASD:
     """LightASD in eval mode with a released checkpoint's weights (default: `default_weights()`).
@@ -276,7 +269,7 @@ def load_light_asd(path: Union[str, Path, None] = None, *, check_sha256: bool = 
     path = Path(path) if path is not None else default_weights()
     if not path.is_file():
         raise FileNotFoundError(f"Light-ASD weights {path}: no such file")
-    if check_sha256 and _sha256(path) not in LIGHT_ASD_SHA256.values():
+    if check_sha256 and sha256_of(path) not in LIGHT_ASD_SHA256.values():
         raise WeightsMismatch(f"{path}: sha256 is not that of a released Light-ASD checkpoint "
                               f"({', '.join(LIGHT_ASD_SHA256)})")
     try:

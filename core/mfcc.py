@@ -16,7 +16,8 @@ import math
 
 import torch
 
-SAMPLE_RATE = 16000
+from core.constants import SAMPLE_RATE
+
 FRAME_LENGTH = 400     # samples (25 ms)
 FRAME_STEP = 160       # samples (10 ms)
 NFFT = 512

@@ -37,6 +37,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 import numpy as np
 
 from data.index import DataError
+from data.protocol import database_yaml
 
 PROTOCOL = "AVA-AVD.SpeakerDiarization.data"
 SPLITS = {"train": "train", "development": "val", "test": "test"}
@@ -218,16 +219,9 @@ def write_database(out: Path, clips: Dict[str, List[Clip]]) -> Path:
             for c in items for s, e, spk in c.turns if e - s > 0.001), encoding="utf-8")
         (out / "uem" / f"{split}.uem").write_text(
             "".join(f"{c.name} 1 0.000 {c.duration_s:.3f}\n" for c in items), encoding="utf-8")
-    database, task, name = PROTOCOL.split(".")
-    lines = ["Databases:", f"  {database}: audio/{{uri}}.wav", "", "Protocols:",
-             f"  {database}:", f"    {task}:", f"      {name}:", "        scope: file"]
-    for split in SPLITS:
-        lines += [f"        {split}:", f"          uri: lists/{split}.lst",
-                  f"          annotation: rttm/{split}.rttm",
-                  f"          annotated: uem/{split}.uem"]
     yml = out / "database.yml"
     partial = yml.with_name(f"database.yml.tmp-{os.getpid()}")
-    partial.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    partial.write_text(database_yaml(PROTOCOL, SPLITS, scope="file"), encoding="utf-8")
     os.replace(partial, yml)
     return yml
 

@@ -104,3 +104,17 @@ def check_references(name: str, files: Sequence[str], split: str) -> Dict[str, L
             if extra:
                 found[str(yml.parent / value)] = extra
     return found
+
+
+def database_yaml(protocol_name: str, splits, scope: str = "database") -> str:
+    """database.yml text for a folder laid out as audio/{uri}.wav, lists/{split}.lst,
+    rttm/{split}.rttm and uem/{split}.uem (paths relative to the yml); `protocol_name` is
+    "Database.Task.Name", `scope` pyannote's speaker scope ("database" or "file")."""
+    database, task, name = protocol_name.split(".")
+    lines = ["Databases:", f"  {database}: audio/{{uri}}.wav", "", "Protocols:",
+             f"  {database}:", f"    {task}:", f"      {name}:", f"        scope: {scope}"]
+    for split in splits:
+        lines += [f"        {split}:", f"          uri: lists/{split}.lst",
+                  f"          annotation: rttm/{split}.rttm",
+                  f"          annotated: uem/{split}.uem"]
+    return "\n".join(lines) + "\n"

@@ -63,6 +63,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 import soundfile as sf
 
+from data.protocol import database_yaml
 from data.real_speech import Reading, RealVoice, load_readers, make_pool
 from data.synthetic_video import SLOTS, VIDEO_FPS, make_video
 from data.voice import SAMPLE_RATE, Voice, random_voice, synthesize
@@ -239,17 +240,6 @@ def _describe(speaker: Speaker) -> Dict:
     return entry
 
 
-def _yaml(protocol_name: str, splits: Sequence[str]) -> str:
-    database, task, name = protocol_name.split(".")
-    lines = ["Databases:", f"  {database}: audio/{{uri}}.wav", "", "Protocols:",
-             f"  {database}:", f"    {task}:", f"      {name}:", "        scope: database"]
-    for split in splits:
-        lines += [f"        {split}:", f"          uri: lists/{split}.lst",
-                  f"          annotation: rttm/{split}.rttm",
-                  f"          annotated: uem/{split}.uem"]
-    return "\n".join(lines) + "\n"
-
-
 def generate_database(out_dir, *, files: int = 6, minutes: float = 4.0,
                       eval_minutes: Optional[float] = None, esize: int = 128, seed: int = 0,
                       uri_format: str = "{prefix}{index:03d}", pairs: Optional[int] = None,
@@ -329,7 +319,7 @@ def generate_database(out_dir, *, files: int = 6, minutes: float = 4.0,
     if bar is not None:
         bar.close()
     yml = out / "database.yml"
-    yml.write_text(_yaml(PROTOCOL, SPLITS), encoding="utf-8")
+    yml.write_text(database_yaml(PROTOCOL, SPLITS), encoding="utf-8")
     settings = {"protocol": PROTOCOL, "files": files, "minutes": minutes,
                 "eval_minutes": eval_minutes, "esize": esize, "video_fps": VIDEO_FPS,
                 "seed": seed, "slots": SLOTS, **asked,

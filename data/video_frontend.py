@@ -35,6 +35,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from core.constants import SAMPLE_RATE
 from core.light_asd import EMBED_DIM, MFCC_PER_FRAME, LightASD, load_light_asd
 from core.mfcc import mfcc as compute_mfcc
 from data.face_crops import TrackEmbedder, crop_faces, speaking_scores
@@ -49,7 +50,7 @@ from data.video_io import (
 )
 
 FPS = 25.0
-SAMPLE_RATE = 16000
+
 
 
 @dataclass
