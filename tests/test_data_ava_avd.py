@@ -64,13 +64,14 @@ def build_layout(root: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
-    skip_without_frontend(tmp_path_factory.mktemp("weights"))
+    patch = skip_without_frontend(tmp_path_factory.mktemp("weights"))
     root = tmp_path_factory.mktemp("ava")
     dataset = build_layout(root)
     out = root / "prepared"
     status = run.main(["prepare", "ava-avd", str(dataset), "--out", str(out), "--workers", "2",
                        "--asd-weights", str(ASD_WEIGHTS), "--no-progress"])
-    return dataset, out, status
+    yield dataset, out, status
+    patch.undo()
 
 
 def test_prepare_writes_audio_video_and_a_database(prepared, capsys):

@@ -13,7 +13,9 @@ from tests.video_helpers import ASD_WEIGHTS, CLIP, clip_faces, skip_without_fron
 
 @pytest.fixture(scope="module")
 def frontend_ready(tmp_path_factory):
-    skip_without_frontend(tmp_path_factory.mktemp("weights"))
+    patch = skip_without_frontend(tmp_path_factory.mktemp("weights"))
+    yield
+    patch.undo()
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,8 @@
 """Helpers for the video tests: where the real clip and weights are, and writing small videos.
 
     write_video(path, frames (n, H, W, 3) uint8, fps=25, audio=None, times_s=None)
-    skip_without_frontend()          # pytest.skip unless the clip, Light-ASD and MTCNN are here
+    patch = skip_without_frontend(tmp)   # pytest.skip unless the clip and weights are here;
+    ...; patch.undo()                    # a MonkeyPatch that may point $AVDIAR_WEIGHTS at tmp
 """
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ ASD_WEIGHTS = REAL / "light-asd" / "pretrain_AVA_CVPR.model"
 CLIP_FACES = ((324.2, 139.2, 492.4, 367.0), (791.1, 70.6, 977.3, 309.2))
 
 
-def weights_available(tmp_root: Path) -> bool:
-    """MTCNN weights in the cache, or put there (under tmp_root, via $AVDIAR_WEIGHTS) from a
-    facenet-pytorch wheel already in $AVDIAR_WHEELS; never downloads."""
+def weights_available(tmp_root: Path, patch: pytest.MonkeyPatch) -> bool:
+    """MTCNN weights in the cache, or extracted under tmp_root (and $AVDIAR_WEIGHTS pointed
+    there through `patch`) from a facenet-pytorch wheel already in $AVDIAR_WHEELS; never
+    downloads."""
     from core.weights import KNOWN, cached, fetch_from_wheel
 
     names = ["mtcnn/pnet", "mtcnn/rnet", "mtcnn/onet"]
@@ -34,16 +36,20 @@ def weights_available(tmp_root: Path) -> bool:
     if wheels and any(Path(wheels).glob("facenet_pytorch-2.6.0-*.whl")):
         fetch_from_wheel([KNOWN[n] for n in names], root=tmp_root, wheel_dir=Path(wheels),
                          log=lambda line: None)
-        os.environ["AVDIAR_WEIGHTS"] = str(tmp_root)
+        patch.setenv("AVDIAR_WEIGHTS", str(tmp_root))
         return True
     return False
 
 
-def skip_without_frontend(tmp_root: Path) -> None:
+def skip_without_frontend(tmp_root: Path) -> pytest.MonkeyPatch:
+    """Skip unless the clip, Light-ASD's and MTCNN's weights are at hand; the returned
+    MonkeyPatch (undo it at teardown) may have set $AVDIAR_WEIGHTS."""
     if not CLIP.is_file() or not ASD_WEIGHTS.is_file():
         pytest.skip("../shared/real (interview.mp4, Light-ASD weights) absent")
-    if not weights_available(tmp_root):
+    patch = pytest.MonkeyPatch()
+    if not weights_available(tmp_root, patch):
         pytest.skip("MTCNN weights neither cached nor in $AVDIAR_WHEELS")
+    return patch
 
 
 def write_video(path: Path, frames: np.ndarray, fps: int = 25,
