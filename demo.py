@@ -448,20 +448,23 @@ def main(args: argparse.Namespace) -> int:
         start_from = starting_point(out, yml, args, cores, done)
         if start_from is not None:
             _train_and_tune(out, yml, args, ids, start_from, parallel, threads, done)
-        if all(status == 0 for status, _ in done.values()):
+        # a model whose training failed (e.g. diverged) is left out; the others go on
+        ids = [m for m in ids if done.get(f"model{m}", (0, 0.0))[0] == 0]
+        if start_from is not None and ids and done.get(TUNING, (0, 0.0))[0] == 0:
             threshold = json.loads((runs / TUNING / "threshold.json").read_text())["best"]
             print(f"demo: clustering threshold {threshold:g} (lowest full-pipeline DER on the "
-                  f"development split: {runs / TUNING / 'threshold.json'}); evaluating on "
-                  f"the test split", flush=True)
+                  f"development split: {runs / TUNING / 'threshold.json'}); evaluating "
+                  f"{STEP0} and models {', '.join(ids)} on the test split", flush=True)
             _evaluate_all(out, yml, args, ids, start_from, threshold, parallel, threads, done)
     except KeyboardInterrupt:
         print("\ndemo: interrupted; a new `run.py demo` resumes every model from its last "
               "checkpoint", file=sys.stderr)
         return 130
     failed = [name for name, (status, _) in done.items() if status != 0]
-    if failed:
-        for name in failed:
-            print(f"run.py demo: {name} failed; see {runs / f'{name}.log'}", file=sys.stderr)
+    for name in failed:
+        print(f"run.py demo: {name} failed; see {runs / f'{name}.log'}", file=sys.stderr)
+    if threshold is None or any(not name.startswith("model") or name.endswith("-eval")
+                                for name in failed):
         return 1
     table = compare([str(runs / STEP0)] + [str(runs / f"model{m}{suffix}") for m in ids
                                            for suffix in ("", NO_VIDEO)
@@ -482,4 +485,4 @@ def main(args: argparse.Namespace) -> int:
           f"{runs / 'model<id>'}/ (train.log, tensorboard/, checkpoints/, eval/ with "
           f"RTTMs, reports and plots)")
     print(f"demo: tensorboard --logdir {runs}")
-    return 0
+    return 1 if failed else 0
