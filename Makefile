@@ -26,8 +26,8 @@ weights: export HF_HUB_OFFLINE ?= 1
 weights: $(STAMP)
 	$(PY) run.py weights $(WEIGHTS_ARGS)
 
-# make demo: synthetic AV database, a small audio-only model pretrained, models 0/6/7/8
-# fine-tuned from it, evaluated and compared (demo.py). Everything lands under demo/.
+# make demo: real-speech AV database, models 0/6/7/8 fine-tuned from pyannote/segmentation-3.0,
+# evaluated zero-shot and fine-tuned, and compared (demo.py). Everything lands under demo/
 DEMO ?= demo
 DEMO_ARGS ?=
 
