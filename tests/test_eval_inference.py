@@ -5,6 +5,7 @@ import pytest
 import torch
 import torch.nn as nn
 
+from core.constants import bf16_supported
 from core.powerset import Powerset
 from core.receptive_field import frame_times, num_frames
 from eval.inference import infer_file, video_slice, window_starts
@@ -165,6 +166,9 @@ def test_outputs_kept_on_a_gpu_are_gathered_in_order(monkeypatch):
     assert activations.dtype == np.float32
 
 
+@pytest.mark.skipif(not bf16_supported(torch.device("cpu")),
+                    reason="this CPU has no oneDNN bf16 kernels: --amp bf16 is refused there "
+                           "(tests/test_eval_cli.py checks the refusal)")
 def test_bf16_inference_turns_scores_into_probabilities_in_float32():
     """Under bf16 autocast (one context for the whole file) the model runs in bf16, but the
     probabilities are computed from its scores in float32, as batch by batch by hand."""
