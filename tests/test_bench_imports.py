@@ -1,4 +1,5 @@
-"""Every benchmark module imports and runs as `python -m bench.NAME` (nothing is timed)."""
+"""Every benchmark module imports and runs as `python -m bench.NAME`, and the harness takes
+turns (nothing is timed)."""
 
 import importlib
 import pkgutil
@@ -43,3 +44,16 @@ def test_a_benchmark_runs_as_a_module_from_the_root():
 def test_no_bench_script_patches_sys_path():
     for path in (ROOT / "bench").glob("*.py"):
         assert "sys.path" not in path.read_text(encoding="utf-8"), path.name
+
+
+def test_in_turns_rotates_the_order_and_counts_every_run():
+    from bench import timing
+
+    order = []
+    runs = {name: (lambda name=name: order.append(name)) for name in "abc"}
+    timings = timing.in_turns(runs, repeats=3, warmup=1)
+    assert order == list("abc" + "abc" + "bca" + "cab")
+    assert all(len(t.wall_s) == len(t.cpu_s) == 3 for t in timings.values())
+    table = timing.summary(timings, baseline="a")
+    assert table.count("\n") == 1 + len(runs) and "| a |" in table and "1.000x" in table
+    assert "threads" in timing.machine_line()
