@@ -75,7 +75,7 @@ class CrossAttention(nn.Module):
     def weights(self, x: torch.Tensor, context: torch.Tensor,
                 attn_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         """The attention weights that forward's SDPA call uses, (B, heads, Q, K); for
-        diagnostics (bench/attention_span.py), not the forward pass."""
+        diagnostics (docs/2026-11-26-bench-attention-span.md), not the forward pass."""
         q, k, _ = self.heads(x, context)
         logits = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])
         if attn_mask is not None and not attn_mask.is_floating_point():
@@ -147,8 +147,8 @@ class CoAttentionEncoder(nn.Module):
             sinusoidal encodings alone, and after the demo's 150 fine-tuning steps it still
             spread almost uniformly over the 5 s chunk (expected distance of the attended
             video from the frame 1.6-1.8 s, a uniform spread gives 1.67 s;
-            bench/attention_span.py): with centred video that average carries next to
-            nothing.
+            docs/2026-11-26-bench-attention-span.md): with centred video that average
+            carries next to nothing.
     """
 
     def __init__(self, audio_dim: int, video_dim: int, d_model: int = 64, num_layers: int = 2,

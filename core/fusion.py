@@ -35,7 +35,8 @@ def center_video(video: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     (whose face it is, the camera) goes; what changes (the mouth, faces coming and going)
     stays. Without it the fusion models fit the training speakers' faces: a video-only
     probe on the synthetic database reached 42 % validation DER (confusion 15 %) with the
-    raw embeddings and 30 % (confusion 6 %) with centred ones (bench/video_probe.py).
+    raw embeddings and 30 % (confusion 6 %) with centred ones
+    (docs/2026-11-26-bench-video-probe.md).
     """
     present = mask[..., None].to(video.dtype)
     video = video.masked_fill(~mask[..., None], 0.0)
@@ -46,11 +47,9 @@ def center_video(video: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 class FusionModel(PyanNet):
     """Common part of the fusion models: fusion hparams, video checks, modality dropout.
 
-    Co-attention defaults are d_model 64, feed-forward 4 x d_model, 2 layers, 4 heads.
-    Measured with bench/models.py (batch 32 x 10 s, CPU, one thread, CPU-time ratio to the
-    audio model): d_model 256 / ff 4 made the encoder alone cost ~75% of the audio step;
-    d_model 128 / ff 2 gave 1.35x (6), 1.33x (7), 1.41x (8); d_model 64 / ff 4 gave about
-    1.10x, 1.01x, 1.00x (a shared machine: +-10%). Pass d_model=256 for the issue's size.
+    Co-attention defaults are d_model 64, feed-forward 4 x d_model, 2 layers, 4 heads:
+    chosen for their cost against the audio model (python -m bench.models; figures in
+    bench/results/2026-11-25-fusion-models-cost.md). Pass d_model=256 for a wider encoder.
     """
 
     is_fusion = True  # takes video; the subclasses also say where it enters (fusion_stage)
