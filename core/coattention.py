@@ -206,15 +206,25 @@ class CoAttentionEncoder(nn.Module):
                 video_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         """audio (B, F, audio_dim); video (B, Tv, video_dim) or None (no video at all);
         audio_times_s (F,) and video_times_s (Tv,) in seconds; video_mask (B, Tv) bool,
-        True = frame present (None = all present). Returns (B, F, audio_dim)."""
+        True = frame present (None = all present). Returns (B, F, audio_dim):
+        audio + residual(...)."""
+        delta = self.residual(audio, video, audio_times_s, video_times_s, video_mask)
+        return audio if delta is None else audio + delta
+
+    def residual(self, audio: torch.Tensor, video: Optional[torch.Tensor],
+                 audio_times_s: torch.Tensor, video_times_s: torch.Tensor,
+                 video_mask: Optional[torch.Tensor] = None) -> Optional[torch.Tensor]:
+        """What the encoder adds to the audio features, (B, F, audio_dim): zero for samples
+        without any present video frame; None when there is no video at all (in eval mode
+        also when no sample has a present frame). Arguments as forward's."""
         if video is None:
-            return audio
+            return None
         batch, num_video = video.shape[:2]
         if video_mask is None:
             video_mask = torch.ones(batch, num_video, dtype=torch.bool, device=video.device)
         has_video = video_mask.any(dim=1)  # (B,)
         if not self.training and not bool(has_video.any()):
-            return audio  # in training it runs anyway, so every parameter is in every step
+            return None  # in training it runs anyway, so every parameter is in every step
         # masked frames are zeroed (their values, even NaN, must not reach anything) and
         # samples without any frame attend to all of their zeros; their output is discarded
         video = video.masked_fill(~video_mask[..., None], 0.0)
@@ -228,5 +238,4 @@ class CoAttentionEncoder(nn.Module):
         for layer in self.layers:
             a, v = layer(a, v, audio_mask, video_over_audio)
         delta = self.audio_out(self.norm_out(a))
-        delta = torch.where(has_video[:, None, None], delta, torch.zeros_like(delta))
-        return audio + delta
+        return torch.where(has_video[:, None, None], delta, torch.zeros_like(delta))

@@ -21,6 +21,7 @@ from __future__ import annotations
 from typing import Any, Dict, Optional, Tuple
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from core.backbone import PyanNet
@@ -137,6 +138,15 @@ class FusionModel(PyanNet):
         return encoder(audio, video, self.frame_times(audio.shape[1]),
                        self.video_times(video.shape[1]), video_mask)
 
+    def coattention_residual(self, encoder: CoAttentionEncoder, audio: torch.Tensor,
+                             video: Optional[torch.Tensor],
+                             video_mask: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+        """What `encoder` adds to audio features (B, F, D), or None (no video)."""
+        if video is None:
+            return None
+        return encoder.residual(audio, video, self.frame_times(audio.shape[1]),
+                                self.video_times(video.shape[1]), video_mask)
+
 
 class LateFusion(FusionModel):
     """Model 6: co-attention between the LSTM outputs and the video."""
@@ -158,7 +168,17 @@ class LateFusion(FusionModel):
 
 
 class EarlyFusion(FusionModel):
-    """Model 7: co-attention between the SincNet frames and the video, before the LSTM."""
+    """Model 7: co-attention between the SincNet frames and the video, before the LSTM.
+
+    The co-attention's residual goes in before SincNet's last LeakyReLU: the frames are
+    mapped back through it (LeakyReLU is invertible), the residual is added, and the
+    LeakyReLU applied again. So the LSTM only ever sees values in the range SincNet gives
+    it (>= about -0.05 with segmentation-3.0). Added after the LeakyReLU, the residual
+    drove the pretrained LSTM into inputs it has never seen (strongly negative), where its
+    gradient with respect to its input grew to 1e8-1e25 within three fine-tuning steps
+    and training stopped on non-finite losses (docs/2026-12-03-model-7-divergence.md).
+    With zero residual (initialisation, no video) the output is the audio model's.
+    """
 
     model_id = 7
     model_name = "early"
@@ -172,8 +192,16 @@ class EarlyFusion(FusionModel):
                 video_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         """(B, 1, samples), (B, Tv, esize), (B, Tv) -> (B, frame, class)."""
         video, video_mask = self.prepare_video(video, video_mask, waveforms.shape[0])
-        features = self.coattend(self.coattention, self.frames(waveforms), video, video_mask)
-        return self.head(self.run_lstm(features))
+        frames = self.frames(waveforms)
+        residual = self.coattention_residual(self.coattention, frames, video, video_mask)
+        if residual is not None:
+            frames = F.leaky_relu(inverse_leaky_relu(frames) + residual, SincNet.LEAKY_SLOPE)
+        return self.head(self.run_lstm(frames))
+
+
+def inverse_leaky_relu(x: torch.Tensor, slope: float = SincNet.LEAKY_SLOPE) -> torch.Tensor:
+    """The input that F.leaky_relu(., slope) maps to x, same shape."""
+    return torch.where(x >= 0, x, x / slope)
 
 
 class HybridFusion(FusionModel):

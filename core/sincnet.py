@@ -154,6 +154,7 @@ class SincNet(nn.Module):
     CONV_CHANNELS = 60
     CONV_KERNEL = 5
     POOL = 3
+    LEAKY_SLOPE = 0.01  # negative slope of every LeakyReLU (F.leaky_relu's default)
 
     def __init__(self, sample_rate: int = SAMPLE_RATE, stride: int = 10):
         super().__init__()
@@ -188,9 +189,10 @@ class SincNet(nn.Module):
         normalised = F.instance_norm(waveforms, eps=norm.eps)
         outputs = self.conv1d[0](normalised, norm.weight, norm.bias)
         outputs = _max_pool(torch.abs(outputs), self.pool1d[0].kernel_size)
-        outputs = F.leaky_relu(self.norm1d[0](outputs))
+        outputs = F.leaky_relu(self.norm1d[0](outputs), self.LEAKY_SLOPE)
         for conv, pool, norm in zip(self.conv1d[1:], self.pool1d[1:], self.norm1d[1:]):
-            outputs = F.leaky_relu(norm(_max_pool(conv(outputs), pool.kernel_size)))
+            outputs = F.leaky_relu(norm(_max_pool(conv(outputs), pool.kernel_size)),
+                                   self.LEAKY_SLOPE)
         return outputs
 
     # --- sliding windows: the sinc convolution once per stretch, not once per window --------

@@ -89,9 +89,10 @@ def sincnet_over_windows(sincnet: nn.Module, stretch: torch.Tensor, window_step:
         torch.addcmul(c, high.as_strided(*view), a, out=largest)  # a r + c at r's max
         torch.addcmul(-c, low.as_strided(*view), -a, out=smallest)  # -(a r + c) at r's min
         features = torch.maximum(largest, smallest, out=largest)  # max |a r + c|
-        features = _norm_leaky_relu_(features, sincnet.norm1d[0], workspace)
+        features = _norm_leaky_relu_(features, sincnet.norm1d[0], workspace, sincnet.LEAKY_SLOPE)
         for conv, norm in zip(sincnet.conv1d[1:], sincnet.norm1d[1:]):
-            features = _norm_leaky_relu_(_conv_pool(features, conv, pool), norm, workspace)
+            features = _norm_leaky_relu_(_conv_pool(features, conv, pool), norm, workspace,
+                                        sincnet.LEAKY_SLOPE)
         outputs.append(features)
     return (torch.cat(outputs) if len(outputs) > 1 else outputs[0]).transpose(1, 2)
 
@@ -164,7 +165,7 @@ def _window_moments(signal: torch.Tensor, count: int, step: int, length: int,
 
 
 def _norm_leaky_relu_(features: torch.Tensor, norm: nn.InstanceNorm1d,
-                      workspace: Workspace) -> torch.Tensor:
+                      workspace: Workspace, slope: float) -> torch.Tensor:
     """Instance norm over frames, then LeakyReLU, in place: (windows, frames, channels)
     contiguous float32. Mean first, then the centred sum of squares (two passes, as
     PyTorch's CPU instance norm), the squares in a workspace buffer."""
@@ -174,7 +175,7 @@ def _norm_leaky_relu_(features: torch.Tensor, norm: nn.InstanceNorm1d,
     squares = workspace.buffer(f"squares{frames}", tuple(features.shape), features)
     variance = torch.mul(centred, centred, out=squares).sum(dim=1, keepdim=True).div_(frames)
     scale = norm.weight / torch.sqrt(variance + norm.eps)
-    return F.leaky_relu_(torch.addcmul(norm.bias, centred, scale, out=centred))
+    return F.leaky_relu_(torch.addcmul(norm.bias, centred, scale, out=centred), slope)
 
 
 def _conv_pool(features: torch.Tensor, conv: nn.Conv1d, pool: int) -> torch.Tensor:

@@ -137,6 +137,30 @@ def test_sample_without_video_adds_nothing_even_after_training(model):
     assert not torch.allclose(out[2], expected[2], atol=1e-4)
 
 
+def test_early_fusion_keeps_the_lstm_input_in_sincnet_range():
+    """Model 7 adds the co-attention residual before SincNet's last LeakyReLU: however
+    negative the residual, the LSTM gets LeakyReLU outputs (a pretrained LSTM diverged on
+    the strongly negative inputs that adding after the LeakyReLU gave it)."""
+    net = fusion_model(7)
+    with torch.no_grad():
+        net.coattention.audio_out.bias.fill_(-5.0)  # a residual of -5 on every channel
+    seen = {}
+    net.lstm.register_forward_hook(lambda m, inputs, output: seen.update(x=inputs[0]))
+    waveforms = torch.randn(2, 1, 16000) * 0.1
+    video = torch.randn(2, 25, ESIZE)
+    with torch.no_grad():
+        frames = net.frames(waveforms)
+        net(waveforms, video)
+    before = torch.where(frames >= 0, frames, frames / 0.01)
+    torch.testing.assert_close(seen["x"], F.leaky_relu(before - 5.0, 0.01))
+    assert float(seen["x"].min()) >= 0.01 * (float(before.min()) - 5.0) - 1e-6
+    assert float(seen["x"].min()) > -1.0  # added after the LeakyReLU it would be about -5
+    # a sample without video frames still gets exactly the SincNet frames
+    with torch.no_grad():
+        net(waveforms, video, torch.zeros(2, 25, dtype=torch.bool))
+    torch.testing.assert_close(seen["x"], frames, rtol=0, atol=0)
+
+
 @pytest.mark.parametrize("model", FUSION_IDS)
 def test_masked_frame_values_change_nothing(model):
     net = perturb_fusion(fusion_model(model))
