@@ -178,15 +178,24 @@ class EarlyFusion(FusionModel):
     gradient with respect to its input grew to 1e8-1e25 within three fine-tuning steps
     and training stopped on non-finite losses (docs/2026-12-03-model-7-divergence.md).
     With zero residual (initialisation, no video) the output is the audio model's.
+    Checkpoints written before this change have no residual_before_activation in their
+    hparams and are rebuilt with it False (core.models.checkpoint_hparams).
     """
 
     model_id = 7
     model_name = "early"
     fusion_stage = "early (before LSTM)"
 
-    def __init__(self, **kwargs: Any):
+    def __init__(self, *, residual_before_activation: bool = True, **kwargs: Any):
         super().__init__(**kwargs)
         self.coattention = self.new_coattention(self.lstm.input_size)
+        # False: the residual added after the LeakyReLU, as model 7 did before (checkpoints
+        # from then compute what they computed)
+        self.residual_before_activation = bool(residual_before_activation)
+
+    @property
+    def hparams(self) -> Dict[str, Any]:
+        return {**super().hparams, "residual_before_activation": self.residual_before_activation}
 
     def forward(self, waveforms: torch.Tensor, video: Optional[torch.Tensor] = None,
                 video_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -194,9 +203,13 @@ class EarlyFusion(FusionModel):
         video, video_mask = self.prepare_video(video, video_mask, waveforms.shape[0])
         frames = self.frames(waveforms)
         residual = self.coattention_residual(self.coattention, frames, video, video_mask)
-        if residual is not None:
-            frames = F.leaky_relu(inverse_leaky_relu(frames) + residual, SincNet.LEAKY_SLOPE)
-        return self.head(self.run_lstm(frames))
+        if residual is None:
+            features = frames
+        elif self.residual_before_activation:
+            features = F.leaky_relu(inverse_leaky_relu(frames) + residual, SincNet.LEAKY_SLOPE)
+        else:
+            features = frames + residual
+        return self.head(self.run_lstm(features))
 
 
 def inverse_leaky_relu(x: torch.Tensor, slope: float = SincNet.LEAKY_SLOPE) -> torch.Tensor:

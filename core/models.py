@@ -36,7 +36,7 @@ AUDIO_ONLY_STAGE = "none (audio only)"
 
 FUSION_HPARAMS = ("esize", "video_fps", "d_model", "num_layers", "num_heads", "dropout",
                   "locality_tau_s", "modality_dropout", "ff_mult", "video_hidden",
-                  "video_centering", "learned_locality")
+                  "video_centering", "learned_locality", "residual_before_activation")
 
 __all__ = ["MODEL_CHOICES", "MODEL_CLASSES", "MODEL_IDS", "MODEL_NAMES", "PARTS",
            "add_esize_argument", "build_model", "checkpoint_hparams", "freeze",
@@ -89,11 +89,15 @@ def add_esize_argument(parser: Union[argparse.ArgumentParser, Any], *,
 
 def checkpoint_hparams(hparams: Dict[str, Any]) -> Dict[str, Any]:
     """A checkpoint's model_hparams as build_model arguments: fusion checkpoints written
-    before video_centering or learned_locality existed had neither, so they get False."""
+    before video_centering or learned_locality existed had neither, so they get False; so
+    do model 7 checkpoints from before residual_before_activation."""
     hparams = dict(hparams)
-    if model_name(hparams.get("model", "audio")) != "audio":
+    name = model_name(hparams.get("model", "audio"))
+    if name != "audio":
         hparams.setdefault("video_centering", False)
         hparams.setdefault("learned_locality", False)
+    if name == "early":
+        hparams.setdefault("residual_before_activation", False)
     return hparams
 
 
@@ -107,14 +111,18 @@ def build_model(model: Union[str, int] = "audio", *, esize: Optional[int] = None
     video_centering (subtract each chunk's mean video embedding, default True),
     learned_locality (a learned time-distance bias per attention head, default True
     unless locality_tau_s is set);
-    video_hidden (8 only). Fusion hparams that do not apply to the chosen model (all of
-    them for the audio model, video_hidden for 6 and 7) and fusion hparams set to None are
+    video_hidden (8 only); residual_before_activation (7 only, default True: the
+    co-attention residual goes in before SincNet's last LeakyReLU). Fusion hparams that do
+    not apply to the chosen model (all of them for the audio model, video_hidden for 6 and
+    7, residual_before_activation for 6 and 8) and fusion hparams set to None are
     ignored, so one config can build every model; unknown names are an error.
     """
     name = model_name(model)
     hparams = {k: v for k, v in hparams.items() if not (k in FUSION_HPARAMS and v is None)}
     if name != "hybrid":
         hparams.pop("video_hidden", None)
+    if name != "early":
+        hparams.pop("residual_before_activation", None)
     try:
         if name == "audio":
             return PyanNet(**{k: v for k, v in hparams.items() if k not in FUSION_HPARAMS})

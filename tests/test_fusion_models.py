@@ -161,6 +161,29 @@ def test_early_fusion_keeps_the_lstm_input_in_sincnet_range():
     torch.testing.assert_close(seen["x"], frames, rtol=0, atol=0)
 
 
+def test_early_fusion_checkpoints_from_before_keep_their_function():
+    """A model 7 checkpoint without residual_before_activation (written before it existed)
+    is rebuilt adding the residual after the LeakyReLU, as it was trained."""
+    from core.models import checkpoint_hparams
+    new = fusion_model(7)
+    assert new.hparams["residual_before_activation"] is True
+    old_hparams = {k: v for k, v in new.hparams.items() if k != "residual_before_activation"}
+    old = build_model(**checkpoint_hparams(old_hparams))
+    assert old.residual_before_activation is False
+    old.load_state_dict(new.state_dict())
+    old.eval()
+    with torch.no_grad():
+        old.coattention.audio_out.bias.fill_(-5.0)
+    seen = {}
+    old.lstm.register_forward_hook(lambda m, inputs, output: seen.update(x=inputs[0]))
+    waveforms, video = torch.randn(2, 1, 16000) * 0.1, torch.randn(2, 25, ESIZE)
+    with torch.no_grad():
+        old(waveforms, video)
+        frames = old.frames(waveforms)
+    torch.testing.assert_close(seen["x"], frames - 5.0)
+    assert "residual_before_activation" not in checkpoint_hparams(fusion_model(6).hparams)
+
+
 @pytest.mark.parametrize("model", FUSION_IDS)
 def test_masked_frame_values_change_nothing(model):
     net = perturb_fusion(fusion_model(model))
