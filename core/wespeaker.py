@@ -12,6 +12,7 @@ Submodule names follow the checkpoint (`resnet.conv1`, `resnet.layer1.0.bn2`,
 
 from __future__ import annotations
 
+import functools
 from typing import Dict, List, Optional, Tuple
 
 import torch
@@ -111,6 +112,7 @@ class WeSpeakerResNet34(nn.Module):
     """
 
     min_num_samples = 400  # one 25 ms fbank frame
+    pools_speakers = True  # weights (batch, speakers, frames): one trunk pass per waveform
 
     def __init__(self, num_mel_bins: int = 80, embed_dim: int = 256):
         super().__init__()
@@ -127,12 +129,13 @@ class WeSpeakerResNet34(nn.Module):
             raise ValueError(
                 f"expected waveforms (batch, 1, samples), got {tuple(waveforms.shape)}")
         scaled = waveforms.float() * (1 << 15)
-        features = torch.stack([
-            kaldi.fbank(wave, num_mel_bins=self.num_mel_bins, frame_length=FBANK_FRAME_LENGTH_MS,
-                        frame_shift=FBANK_FRAME_SHIFT_MS, dither=0.0,
-                        sample_frequency=self.sample_rate, window_type="hamming",
-                        use_energy=False)
-            for wave in scaled])
+        # vmapped over the batch as pyannote does: the same values as a loop over the
+        # waveforms, several times faster (the window and mel banks are built once)
+        fbank = functools.partial(
+            kaldi.fbank, num_mel_bins=self.num_mel_bins, frame_length=FBANK_FRAME_LENGTH_MS,
+            frame_shift=FBANK_FRAME_SHIFT_MS, dither=0.0, sample_frequency=self.sample_rate,
+            window_type="hamming", use_energy=False)
+        features = torch.vmap(fbank)(scaled)
         return features - features.mean(dim=1, keepdim=True)
 
     def forward(self, waveforms: torch.Tensor,
