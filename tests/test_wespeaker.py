@@ -162,3 +162,19 @@ def test_window_embeddings_one_pass_per_window_is_one_per_pair(model):
     assert np.isfinite(shared[[0, 0, 1, 4, 4], [0, 1, 2, 0, 1]]).all()
     assert np.isnan(shared[2, 1]).all() and np.isnan(shared[3]).all()
     np.testing.assert_allclose(shared, plain, rtol=1e-5, atol=1e-5 * np.nanmax(np.abs(plain)))
+
+
+def test_channels_last_trunk_is_the_plain_layout(model, data):
+    """The channels-last trunk computes the plain (contiguous) layout's embeddings."""
+    import copy
+
+    plain = copy.deepcopy(model)
+    plain.resnet.memory_format = torch.contiguous_format
+    assert model.resnet.memory_format == torch.channels_last
+    waveforms = torch.from_numpy(data["waveforms"])
+    weights = torch.from_numpy(data["weights_3d"])
+    with torch.no_grad():
+        for kwargs in ({}, {"weights": weights[:, 0]}, {"weights": weights}):
+            fast, slow = model(waveforms, **kwargs), plain(waveforms, **kwargs)
+            torch.testing.assert_close(fast, slow, atol=1e-5 * float(slow.abs().max()),
+                                       rtol=1e-5)
