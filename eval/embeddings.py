@@ -4,6 +4,12 @@ The embedding model is any callable `model(waveforms (B, 1, S), weights=(B, F)) 
 (B, D)` such as core.wespeaker.WeSpeakerResNet34: weights are the speaker's frame mask
 at the segmentation model's frame rate. Frames where another local speaker also speaks
 are left out, unless too few frames would remain.
+
+A model whose `pools_speakers` is True (core.wespeaker.WeSpeakerResNet34) also takes
+weights (B, K, F) and returns (B, K, D), its trunk run once per waveform and only the
+pooling once per speaker: it then runs once per window for all the window's local
+speakers (the same embeddings as one run per (window, speaker), to float rounding),
+instead of once per (window, speaker) pair.
 """
 
 from __future__ import annotations
@@ -48,7 +54,9 @@ def window_embeddings(embedding_model: nn.Module, waveform: torch.Tensor,
                       progress: bool = False, desc: str = "embeddings") -> np.ndarray:
     """(windows, K, D) float32 embeddings; NaN for inactive or too short local speakers.
 
-    Runs in float32 (no autocast): fbank features are sensitive to reduced precision.
+    batch_size: waveforms per pass of the model, (window, speaker) pairs or, with a
+    `pools_speakers` model, windows. Runs in float32 (no autocast): fbank features are
+    sensitive to reduced precision.
     """
     if waveform.dim() == 1:
         waveform = waveform[None]
@@ -72,16 +80,34 @@ def window_embeddings(embedding_model: nn.Module, waveform: torch.Tensor,
                                   - waveform.shape[-1], 0)))
     embedding_model.eval()
     bar = _progress(int(active.sum()), desc, progress)
-    for pairs in _pairs(active, batch_size):
-        waves = torch.stack([padded[:, starts[w]:starts[w] + window_samples] for w, _ in pairs])
-        weights = torch.from_numpy(np.stack([masks[w, k] for w, k in pairs]))
-        vectors = embedding_model(waves.to(device), weights=weights.to(device))
-        vectors = vectors.float().cpu().numpy()
-        if out is None:
-            out = np.full((num_windows, num_local, vectors.shape[1]), np.nan, dtype=np.float32)
-        for (w, k), vector in zip(pairs, vectors):
-            out[w, k] = vector
-        bar.update(len(pairs))
+    if getattr(embedding_model, "pools_speakers", False):
+        # one pass per window with a speaker: batch_size windows (= trunk passes) at a time
+        speaking = np.flatnonzero(active.any(axis=1))
+        for first in range(0, len(speaking), batch_size):
+            chunk = speaking[first:first + batch_size]
+            waves = torch.stack([padded[:, starts[w]:starts[w] + window_samples] for w in chunk])
+            weights = torch.from_numpy(masks[chunk])  # (B, K, F)
+            vectors = embedding_model(waves.to(device), weights=weights.to(device))
+            vectors = vectors.float().cpu().numpy()  # (B, K, D)
+            if out is None:
+                out = np.full((num_windows, num_local, vectors.shape[2]), np.nan,
+                              dtype=np.float32)
+            rows, speakers = np.nonzero(active[chunk])
+            out[chunk[rows], speakers] = vectors[rows, speakers]
+            bar.update(len(rows))
+    else:
+        for pairs in _pairs(active, batch_size):
+            waves = torch.stack([padded[:, starts[w]:starts[w] + window_samples]
+                                 for w, _ in pairs])
+            weights = torch.from_numpy(np.stack([masks[w, k] for w, k in pairs]))
+            vectors = embedding_model(waves.to(device), weights=weights.to(device))
+            vectors = vectors.float().cpu().numpy()
+            if out is None:
+                out = np.full((num_windows, num_local, vectors.shape[1]), np.nan,
+                              dtype=np.float32)
+            for (w, k), vector in zip(pairs, vectors):
+                out[w, k] = vector
+            bar.update(len(pairs))
     bar.close()
     if out is None:
         out = np.full((num_windows, num_local, 1), np.nan, dtype=np.float32)

@@ -16,8 +16,8 @@ MODULES = sorted(info.name for info in pkgutil.iter_modules(bench.__path__))
 
 
 def test_the_maintained_benchmarks_are_there():
-    assert {"timing", "workloads", "vs_pyannote", "speed_paths", "data", "profile", "models",
-            "train"} <= set(MODULES)
+    assert {"timing", "workloads", "vs_pyannote", "pipeline_rtf", "speed_paths", "data",
+            "profile", "models", "train"} <= set(MODULES)
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -109,3 +109,72 @@ def test_wrong_checkpoint_names_keys():
     del state["resnet.seg_1.bias"]
     with pytest.raises(ValueError, match="extra.weight.*seg_1.bias"):
         load_wespeaker_state(model, state)
+
+
+def test_fbank_is_the_loop_over_the_waveforms(model, data):
+    """The vmapped fbank computes exactly what one kaldi.fbank call per waveform computes."""
+    import torchaudio.compliance.kaldi as kaldi
+
+    waveforms = torch.from_numpy(data["waveforms"])
+    loop = torch.stack([kaldi.fbank(wave * (1 << 15), num_mel_bins=80, frame_length=25.0,
+                                    frame_shift=10.0, dither=0.0, sample_frequency=16000,
+                                    window_type="hamming", use_energy=False)
+                        for wave in waveforms])
+    assert torch.equal(model.fbank(waveforms), loop - loop.mean(dim=1, keepdim=True))
+
+
+class _PerPair(torch.nn.Module):
+    """The same model seen without `pools_speakers`: window_embeddings runs it once per
+    (window, speaker) pair, the plain path."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+        self.min_num_samples, self.dimension = model.min_num_samples, model.dimension
+
+    def forward(self, waveforms, weights=None):
+        return self.model(waveforms, weights=weights)
+
+
+def test_window_embeddings_one_pass_per_window_is_one_per_pair(model):
+    """One pass per window for all its local speakers gives the embeddings of one pass per
+    (window, speaker): same NaNs (inactive, too short), same vectors to float rounding."""
+    from eval.embeddings import window_embeddings
+    from eval.inference import WindowOutput
+
+    frames = 115  # the segmentation model's frames of a 2 s window
+    activations = np.zeros((5, frames, 3), dtype=np.float32)
+    activations[0, 10:60, 0] = 1
+    activations[0, 50:110, 1] = 1   # overlaps speaker 0: overlap excluded from both
+    activations[1, :, 2] = 1
+    activations[2, 40:41, 1] = 1    # too short: NaN
+    activations[4, 0:30, 0] = 1     # window 3 silent
+    activations[4, 30:100, 1] = 1
+    windows = WindowOutput(activations=activations, probabilities=activations,
+                           chunk_starts_s=np.arange(5) * 0.5, window_s=2.0, center0_s=0.0,
+                           frame_step_s=2.0 / frames, duration_s=4.0)
+    waveform = 0.1 * torch.randn(1, 16000 * 4, generator=torch.Generator().manual_seed(5))
+    assert model.pools_speakers
+    shared = window_embeddings(model, waveform, windows, batch_size=2)
+    plain = window_embeddings(_PerPair(model), waveform, windows, batch_size=2)
+    assert shared.shape == plain.shape == (5, 3, 256)
+    np.testing.assert_array_equal(np.isnan(shared), np.isnan(plain))
+    assert np.isfinite(shared[[0, 0, 1, 4, 4], [0, 1, 2, 0, 1]]).all()
+    assert np.isnan(shared[2, 1]).all() and np.isnan(shared[3]).all()
+    np.testing.assert_allclose(shared, plain, rtol=1e-5, atol=1e-5 * np.nanmax(np.abs(plain)))
+
+
+def test_channels_last_trunk_is_the_plain_layout(model, data):
+    """The channels-last trunk computes the plain (contiguous) layout's embeddings."""
+    import copy
+
+    plain = copy.deepcopy(model)
+    plain.resnet.memory_format = torch.contiguous_format
+    assert model.resnet.memory_format == torch.channels_last
+    waveforms = torch.from_numpy(data["waveforms"])
+    weights = torch.from_numpy(data["weights_3d"])
+    with torch.no_grad():
+        for kwargs in ({}, {"weights": weights[:, 0]}, {"weights": weights}):
+            fast, slow = model(waveforms, **kwargs), plain(waveforms, **kwargs)
+            torch.testing.assert_close(fast, slow, atol=1e-5 * float(slow.abs().max()),
+                                       rtol=1e-5)
