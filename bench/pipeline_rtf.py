@@ -99,7 +99,8 @@ def embedders(seed: int):
 
 def random_plda(folder: Path, dimension: int = 256, lda_dimension: int = 128):
     """pyannote's PLDA with random transforms: SpeakerDiarization 4.0.7 loads one always,
-    agglomerative clustering never uses it (as tests/fixtures/make_pipeline_parity_reference)."""
+    agglomerative and oracle clustering never use it (tests/fixtures/
+    make_pipeline_parity_reference.py uses this one too)."""
     from pyannote.audio.core.plda import PLDA
 
     rng = np.random.default_rng(0)
