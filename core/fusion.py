@@ -133,10 +133,8 @@ class FusionModel(PyanNet):
     def coattend(self, encoder: CoAttentionEncoder, audio: torch.Tensor,
                  video: Optional[torch.Tensor], video_mask: Optional[torch.Tensor]):
         """Run `encoder` on audio features (B, F, D) at this model's frame times."""
-        if video is None:
-            return audio
-        return encoder(audio, video, self.frame_times(audio.shape[1]),
-                       self.video_times(video.shape[1]), video_mask)
+        residual = self.coattention_residual(encoder, audio, video, video_mask)
+        return audio if residual is None else audio + residual
 
     def coattention_residual(self, encoder: CoAttentionEncoder, audio: torch.Tensor,
                              video: Optional[torch.Tensor],

@@ -70,10 +70,9 @@ def weighted_stats(features: torch.Tensor, weights: Optional[torch.Tensor]) -> t
 class ResNet34(nn.Module):
     """ResNet34 trunk over (batch, frames, mel) features, pooled to (batch, embed_dim).
 
-    The trunk's activations are channels-last (`memory_format`): on a 2-core AVX2 EPYC
-    the full pipeline's embedding stage ran 1.19x faster so (bench/results/
-    2026-12-03-pipeline-rtf-cpu.md), for the same embeddings to float rounding (about 1e-8;
-    `torch.contiguous_format` gives the plain layout back).
+    The trunk's activations are channels-last (`memory_format`; faster on CPUs, measured
+    in bench/results/2026-12-03-pipeline-rtf-cpu.md), for the same embeddings to float
+    rounding (`torch.contiguous_format` gives the plain layout back).
     """
 
     memory_format = torch.channels_last
@@ -138,7 +137,7 @@ class WeSpeakerResNet34(nn.Module):
                 f"expected waveforms (batch, 1, samples), got {tuple(waveforms.shape)}")
         scaled = waveforms.float() * (1 << 15)
         # vmapped over the batch as pyannote does: the same values as a loop over the
-        # waveforms, several times faster (the window and mel banks are built once)
+        # waveforms, with the window and mel banks built once
         fbank = functools.partial(
             kaldi.fbank, num_mel_bins=self.num_mel_bins, frame_length=FBANK_FRAME_LENGTH_MS,
             frame_shift=FBANK_FRAME_SHIFT_MS, dither=0.0, sample_frequency=self.sample_rate,

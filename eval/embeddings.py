@@ -15,7 +15,7 @@ instead of once per (window, speaker) pair.
 from __future__ import annotations
 
 import math
-from typing import Iterator, List, Optional, Tuple
+from typing import Iterator, Optional, Tuple
 
 import numpy as np
 import torch
@@ -41,10 +41,23 @@ def embedding_masks(activations: np.ndarray, min_num_frames: int,
     return np.where(enough, clean, masks)
 
 
-def _pairs(active: np.ndarray, batch_size: int) -> Iterator[List[Tuple[int, int]]]:
-    pairs = list(zip(*np.nonzero(active)))
-    for first in range(0, len(pairs), batch_size):
-        yield pairs[first:first + batch_size]
+def _batches(active: np.ndarray, masks: np.ndarray, batch_size: int, pools_speakers: bool
+             ) -> Iterator[Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    """Model passes of at most batch_size waveforms: (window of each waveform (B,), weights
+    (B, F), or (B, K, F) when pools_speakers, and the active (window, speaker) pairs it
+    gives as `rows` into the batch and their `speakers`)."""
+    if pools_speakers:  # one waveform per window with an active speaker, all its speakers
+        speaking = np.flatnonzero(active.any(axis=1))
+        for first in range(0, len(speaking), batch_size):
+            chunk = speaking[first:first + batch_size]
+            rows, speakers = np.nonzero(active[chunk])
+            yield chunk, masks[chunk], rows, speakers
+        return
+    windows, speakers = np.nonzero(active)  # one waveform per (window, speaker) pair
+    for first in range(0, len(windows), batch_size):
+        chunk = slice(first, first + batch_size)
+        rows = np.arange(len(windows[chunk]))
+        yield windows[chunk], masks[windows[chunk], speakers[chunk]], rows, speakers[chunk]
 
 
 @torch.inference_mode()
@@ -80,34 +93,16 @@ def window_embeddings(embedding_model: nn.Module, waveform: torch.Tensor,
                                   - waveform.shape[-1], 0)))
     embedding_model.eval()
     bar = _progress(int(active.sum()), desc, progress)
-    if getattr(embedding_model, "pools_speakers", False):
-        # one pass per window with a speaker: batch_size windows (= trunk passes) at a time
-        speaking = np.flatnonzero(active.any(axis=1))
-        for first in range(0, len(speaking), batch_size):
-            chunk = speaking[first:first + batch_size]
-            waves = torch.stack([padded[:, starts[w]:starts[w] + window_samples] for w in chunk])
-            weights = torch.from_numpy(masks[chunk])  # (B, K, F)
-            vectors = embedding_model(waves.to(device), weights=weights.to(device))
-            vectors = vectors.float().cpu().numpy()  # (B, K, D)
-            if out is None:
-                out = np.full((num_windows, num_local, vectors.shape[2]), np.nan,
-                              dtype=np.float32)
-            rows, speakers = np.nonzero(active[chunk])
-            out[chunk[rows], speakers] = vectors[rows, speakers]
-            bar.update(len(rows))
-    else:
-        for pairs in _pairs(active, batch_size):
-            waves = torch.stack([padded[:, starts[w]:starts[w] + window_samples]
-                                 for w, _ in pairs])
-            weights = torch.from_numpy(np.stack([masks[w, k] for w, k in pairs]))
-            vectors = embedding_model(waves.to(device), weights=weights.to(device))
-            vectors = vectors.float().cpu().numpy()
-            if out is None:
-                out = np.full((num_windows, num_local, vectors.shape[1]), np.nan,
-                              dtype=np.float32)
-            for (w, k), vector in zip(pairs, vectors):
-                out[w, k] = vector
-            bar.update(len(pairs))
+    pools_speakers = bool(getattr(embedding_model, "pools_speakers", False))
+    for chunk, weights, rows, speakers in _batches(active, masks, batch_size, pools_speakers):
+        waves = torch.stack([padded[:, starts[w]:starts[w] + window_samples] for w in chunk])
+        vectors = embedding_model(waves.to(device), weights=torch.from_numpy(weights).to(device))
+        vectors = vectors.float().cpu().numpy()  # (B, D), or (B, K, D) when pools_speakers
+        vectors = vectors[rows, speakers] if pools_speakers else vectors[rows]
+        if out is None:
+            out = np.full((num_windows, num_local, vectors.shape[-1]), np.nan, dtype=np.float32)
+        out[chunk[rows], speakers] = vectors
+        bar.update(len(rows))
     bar.close()
     if out is None:
         out = np.full((num_windows, num_local, 1), np.nan, dtype=np.float32)
